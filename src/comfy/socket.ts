@@ -1,0 +1,205 @@
+import { EventEmitter } from 'node:events';
+import WebSocket from 'ws';
+import type { Logger } from '../logger';
+
+/**
+ * One WebSocket to one ComfyUI instance, per worker process (`/ws?clientId=…`). It only
+ * gives hints: live progress and an early wake-up when a prompt changes state. Polling of
+ * /queue and /history stays the source of truth, because ComfyUI replays nothing after a
+ * reconnect and can silently drop a socket (comfyui-api.md §7.1).
+ *
+ * Heartbeat: a ping every `heartbeatMs`; no message or pong for 3 beats → terminate and
+ * reconnect. Reconnect backoff doubles from 250 ms up to `maxBackoffMs`. The old socket is
+ * always closed before a new one opens (the 0.3.64 same-clientId trap).
+ */
+
+export interface PromptProgress {
+  percent: number;
+  value?: number;
+  max?: number;
+  node?: string;
+}
+
+/** 'changed': the prompt started, finished, failed or was interrupted; 'progress': a tick */
+export type WakeReason = 'changed' | 'progress' | 'timeout';
+
+interface Tracked {
+  nodeCount: number;
+  /** nodes seen starting (or cached) so far */
+  started: Set<string>;
+  current?: string;
+  value?: number;
+  max?: number;
+}
+
+export interface ComfySocketOptions {
+  baseUrl: string;
+  clientId: string;
+  log: Logger;
+  heartbeatMs?: number;
+  maxBackoffMs?: number;
+}
+
+export class ComfySocket {
+  private ws?: WebSocket;
+  private readonly events = new EventEmitter();
+  private readonly tracked = new Map<string, Tracked>();
+  private backoffMs = 250;
+  private closed = false;
+  private connectedAt?: number;
+  private lastSeen = 0;
+  private heartbeat?: NodeJS.Timeout;
+  private reconnectTimer?: NodeJS.Timeout;
+  private readonly heartbeatMs: number;
+  private readonly maxBackoffMs: number;
+
+  constructor(private readonly opts: ComfySocketOptions) {
+    this.heartbeatMs = opts.heartbeatMs ?? 10_000;
+    this.maxBackoffMs = opts.maxBackoffMs ?? 10_000;
+    this.events.setMaxListeners(0);
+    this.connect();
+  }
+
+  /** true while the socket is open and has answered recently */
+  get healthy(): boolean {
+    return (
+      this.ws?.readyState === WebSocket.OPEN && Date.now() - this.lastSeen < 3 * this.heartbeatMs
+    );
+  }
+
+  track(promptId: string, nodeCount: number): void {
+    if (!this.tracked.has(promptId))
+      this.tracked.set(promptId, { nodeCount: Math.max(1, nodeCount), started: new Set() });
+  }
+
+  forget(promptId: string): void {
+    this.tracked.delete(promptId);
+  }
+
+  progress(promptId: string): PromptProgress | undefined {
+    const t = this.tracked.get(promptId);
+    if (!t || t.started.size === 0) return undefined;
+    const frac = t.max ? Math.min(1, (t.value ?? 0) / t.max) : 0;
+    const done = Math.max(0, t.started.size - 1) + frac;
+    const percent = Math.min(99, Math.floor((100 * done) / t.nodeCount));
+    return { percent, value: t.value, max: t.max, node: t.current };
+  }
+
+  /** Resolves at the next event for this prompt, after `ms`, or when `signal` aborts. */
+  wait(promptId: string, ms: number, signal: AbortSignal): Promise<WakeReason> {
+    return new Promise((resolve) => {
+      if (signal.aborted) return resolve('changed');
+      const finish = (reason: WakeReason) => {
+        clearTimeout(timer);
+        this.events.off(promptId, finish);
+        signal.removeEventListener('abort', onAbort);
+        resolve(reason);
+      };
+      const onAbort = () => finish('changed');
+      const timer = setTimeout(() => finish('timeout'), ms);
+      this.events.on(promptId, finish);
+      signal.addEventListener('abort', onAbort, { once: true });
+    });
+  }
+
+  close(): void {
+    this.closed = true;
+    clearTimeout(this.reconnectTimer);
+    clearInterval(this.heartbeat);
+    this.ws?.terminate();
+    this.events.removeAllListeners();
+  }
+
+  private connect(): void {
+    if (this.closed) return;
+    const url = `${this.opts.baseUrl.replace(/^http/, 'ws')}/ws?clientId=${encodeURIComponent(this.opts.clientId)}`;
+    const ws = new WebSocket(url, { handshakeTimeout: 5_000 });
+    this.ws = ws;
+    ws.on('open', () => {
+      this.connectedAt = Date.now();
+      this.lastSeen = Date.now();
+      this.backoffMs = 250;
+      this.opts.log.debug({ comfyui: this.opts.baseUrl }, 'ComfyUI WebSocket connected');
+      clearInterval(this.heartbeat);
+      this.heartbeat = setInterval(() => {
+        if (Date.now() - this.lastSeen > 3 * this.heartbeatMs) {
+          this.opts.log.warn(
+            { comfyui: this.opts.baseUrl },
+            'ComfyUI WebSocket silent: reconnecting',
+          );
+          ws.terminate();
+          return;
+        }
+        ws.ping();
+      }, this.heartbeatMs);
+      this.heartbeat.unref();
+      // nothing is replayed after a (re)connect: wake every follower so it re-syncs by polling
+      for (const id of this.tracked.keys()) this.events.emit(id, 'changed');
+    });
+    ws.on('pong', () => (this.lastSeen = Date.now()));
+    ws.on('message', (raw, isBinary) => {
+      this.lastSeen = Date.now();
+      if (!isBinary) this.onMessage(raw.toString());
+    });
+    ws.on('error', (err) =>
+      this.opts.log.debug(
+        { comfyui: this.opts.baseUrl, err: err.message },
+        'ComfyUI WebSocket error',
+      ),
+    );
+    ws.on('close', () => {
+      clearInterval(this.heartbeat);
+      if (this.ws === ws) this.ws = undefined;
+      if (this.closed) return;
+      const delay = this.backoffMs;
+      this.backoffMs = Math.min(this.maxBackoffMs, this.backoffMs * 2);
+      this.reconnectTimer = setTimeout(() => this.connect(), delay);
+      this.reconnectTimer.unref();
+    });
+  }
+
+  private onMessage(text: string): void {
+    let msg: { type?: unknown; data?: Record<string, unknown> };
+    try {
+      msg = JSON.parse(text);
+    } catch {
+      return;
+    }
+    const data = msg.data ?? {};
+    const promptId = typeof data.prompt_id === 'string' ? data.prompt_id : undefined;
+    if (!promptId) return; // status messages, the reconnect `executing` without prompt id
+    const t = this.tracked.get(promptId);
+    if (!t) return;
+    switch (msg.type) {
+      case 'execution_cached':
+        for (const n of Array.isArray(data.nodes) ? data.nodes : []) t.started.add(String(n));
+        this.events.emit(promptId, 'progress');
+        return;
+      case 'executing':
+        if (data.node === null || data.node === undefined) {
+          this.events.emit(promptId, 'changed'); // history is written: poll now
+          return;
+        }
+        t.current = String(data.node);
+        t.started.add(t.current);
+        t.value = undefined;
+        t.max = undefined;
+        this.events.emit(promptId, 'progress');
+        return;
+      case 'progress':
+        t.value = Number(data.value);
+        t.max = Number(data.max);
+        if (typeof data.node === 'string') t.current = data.node;
+        this.events.emit(promptId, 'progress');
+        return;
+      case 'execution_start':
+        this.events.emit(promptId, 'changed'); // pending → running
+        return;
+      default:
+        // execution_success/_error/_interrupted come before history is written; the
+        // `executing` with a null node that follows them is the signal to poll.
+        // progress_state, executed and custom types: nothing the follower needs.
+        return;
+    }
+  }
+}

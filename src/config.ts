@@ -1,0 +1,215 @@
+import { z } from 'zod';
+import { ConfigError } from './errors';
+
+/**
+ * Every setting the processes read, with its default and unit, in one place.
+ * `loadConfig(env)` is called once by an entry file; nothing else reads process.env.
+ */
+const positiveInt = (name: string, def: number) =>
+  z
+    .string()
+    .optional()
+    .transform((v, ctx) => {
+      if (v === undefined || v.trim() === '') return def;
+      const n = Number(v);
+      if (!Number.isInteger(n) || n <= 0) {
+        ctx.addIssue({ code: 'custom', message: `${name} must be a positive integer, got "${v}"` });
+        return z.NEVER;
+      }
+      return n;
+    });
+
+const optionalString = z
+  .string()
+  .optional()
+  .transform((v) => (v === undefined || v.trim() === '' ? undefined : v.trim()));
+
+const list = (name: string) =>
+  z
+    .string()
+    .optional()
+    .transform((v) =>
+      (v ?? '')
+        .split(',')
+        .map((s) => s.trim())
+        .filter((s) => s.length > 0),
+    )
+    .describe(name);
+
+const urlList = (name: string, def: string) =>
+  z
+    .string()
+    .optional()
+    .transform((v, ctx) => {
+      const items = (v && v.trim() !== '' ? v : def)
+        .split(',')
+        .map((s) => s.trim().replace(/\/+$/, ''))
+        .filter((s) => s.length > 0);
+      for (const item of items) {
+        let ok = false;
+        try {
+          ok = ['http:', 'https:'].includes(new URL(item).protocol);
+        } catch {
+          ok = false;
+        }
+        if (!ok) {
+          ctx.addIssue({
+            code: 'custom',
+            message: `${name} must be one or more comma-separated http(s) URLs, got "${item}"`,
+          });
+          return z.NEVER;
+        }
+      }
+      return items;
+    });
+
+const schema = z.object({
+  REDIS_URL: z
+    .string()
+    .optional()
+    .transform((v, ctx) => {
+      const url = v && v.trim() !== '' ? v.trim() : 'redis://127.0.0.1:6379';
+      try {
+        const p = new URL(url).protocol;
+        if (p !== 'redis:' && p !== 'rediss:') throw new Error('scheme');
+      } catch {
+        ctx.addIssue({
+          code: 'custom',
+          message: 'REDIS_URL must be a redis:// or rediss:// URL (the value is not shown)',
+        });
+        return z.NEVER;
+      }
+      return url;
+    }),
+  REDIS_FAMILY: z
+    .string()
+    .optional()
+    .transform((v, ctx) => {
+      if (v === undefined || v.trim() === '') return undefined;
+      const n = Number(v);
+      if (n !== 0 && n !== 4 && n !== 6) {
+        ctx.addIssue({ code: 'custom', message: `REDIS_FAMILY must be 0, 4 or 6, got "${v}"` });
+        return z.NEVER;
+      }
+      return n as 0 | 4 | 6;
+    }),
+  COMFYUI_URL: urlList('COMFYUI_URL', 'http://127.0.0.1:8188'),
+  PORT: positiveInt('PORT', 3000),
+  METRICS_PORT: positiveInt('METRICS_PORT', 9464),
+  QUEUE_NAME: z
+    .string()
+    .optional()
+    .transform((v, ctx) => {
+      const name = v && v.trim() !== '' ? v.trim() : 'comfyui-jobs';
+      if (name.includes(':')) {
+        ctx.addIssue({ code: 'custom', message: `QUEUE_NAME must not contain ":", got "${name}"` });
+        return z.NEVER;
+      }
+      return name;
+    }),
+  QUEUE_PREFIX: z
+    .string()
+    .optional()
+    .transform((v) => (v && v.trim() !== '' ? v.trim() : '{comfyui}')),
+  API_KEYS: list('API_KEYS'),
+  DASHBOARD_USER: optionalString,
+  DASHBOARD_PASSWORD: optionalString,
+  WORKER_CONCURRENCY: positiveInt('WORKER_CONCURRENCY', 4),
+  POLL_INTERVAL_MS: positiveInt('POLL_INTERVAL_MS', 1000),
+  PROGRESS_INTERVAL_MS: positiveInt('PROGRESS_INTERVAL_MS', 500),
+  COMFYUI_WEBSOCKET: z
+    .string()
+    .optional()
+    .transform((v) => !(v === '0' || v === 'false')),
+  RECOVERY_CUTOFF_MS: positiveInt('RECOVERY_CUTOFF_MS', 600_000),
+  RETENTION_MS: positiveInt('RETENTION_MS', 7_200_000),
+  CLEAN_INTERVAL_MS: positiveInt('CLEAN_INTERVAL_MS', 60_000),
+  JOB_TIMEOUT_MS: positiveInt('JOB_TIMEOUT_MS', 7_200_000),
+  SUBMIT_GRACE_MS: positiveInt('SUBMIT_GRACE_MS', 5_000),
+  COMFYUI_TIMEOUT_MS: positiveInt('COMFYUI_TIMEOUT_MS', 10_000),
+  LOCK_DURATION_MS: positiveInt('LOCK_DURATION_MS', 15_000),
+  STALLED_INTERVAL_MS: positiveInt('STALLED_INTERVAL_MS', 10_000),
+  MAX_STALLED_COUNT: positiveInt('MAX_STALLED_COUNT', 3),
+  DRAIN_DELAY_S: positiveInt('DRAIN_DELAY_S', 5),
+  JOB_ATTEMPTS: positiveInt('JOB_ATTEMPTS', 8),
+  RETRY_BACKOFF_MS: positiveInt('RETRY_BACKOFF_MS', 2_000),
+  SHUTDOWN_TIMEOUT_MS: positiveInt('SHUTDOWN_TIMEOUT_MS', 20_000),
+  WEBHOOK_SECRET: optionalString,
+  WEBHOOK_ALLOW_PRIVATE: z
+    .string()
+    .optional()
+    .transform((v) => v === '1' || v === 'true'),
+  POSTHOG_API_KEY: optionalString,
+  POSTHOG_HOST: optionalString,
+  LOG_LEVEL: z
+    .enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'])
+    .optional()
+    .transform((v) => v ?? 'info'),
+  LOG_PRETTY: z
+    .string()
+    .optional()
+    .transform((v) => v === '1' || v === 'true'),
+  WORKER_NAME: optionalString,
+  NODE_ENV: optionalString,
+  /** Test-only fault injection: exit the process at a named crash window (see processor). */
+  COMFYQ_CRASH_AT: optionalString,
+});
+
+export type Config = ReturnType<typeof toConfig>;
+
+function toConfig(e: z.infer<typeof schema>) {
+  return {
+    redisUrl: e.REDIS_URL,
+    redisFamily: e.REDIS_FAMILY,
+    comfyuiUrls: e.COMFYUI_URL,
+    port: e.PORT,
+    metricsPort: e.METRICS_PORT,
+    queueName: e.QUEUE_NAME,
+    queuePrefix: e.QUEUE_PREFIX,
+    apiKeys: e.API_KEYS,
+    dashboardUser: e.DASHBOARD_USER,
+    dashboardPassword: e.DASHBOARD_PASSWORD,
+    workerConcurrency: e.WORKER_CONCURRENCY,
+    pollIntervalMs: e.POLL_INTERVAL_MS,
+    progressIntervalMs: e.PROGRESS_INTERVAL_MS,
+    comfyuiWebsocket: e.COMFYUI_WEBSOCKET,
+    recoveryCutoffMs: e.RECOVERY_CUTOFF_MS,
+    retentionMs: e.RETENTION_MS,
+    cleanIntervalMs: e.CLEAN_INTERVAL_MS,
+    jobTimeoutMs: e.JOB_TIMEOUT_MS,
+    submitGraceMs: e.SUBMIT_GRACE_MS,
+    comfyuiTimeoutMs: e.COMFYUI_TIMEOUT_MS,
+    lockDurationMs: e.LOCK_DURATION_MS,
+    stalledIntervalMs: e.STALLED_INTERVAL_MS,
+    maxStalledCount: e.MAX_STALLED_COUNT,
+    drainDelayS: e.DRAIN_DELAY_S,
+    jobAttempts: e.JOB_ATTEMPTS,
+    retryBackoffMs: e.RETRY_BACKOFF_MS,
+    shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
+    webhookSecret: e.WEBHOOK_SECRET,
+    webhookAllowPrivate: e.WEBHOOK_ALLOW_PRIVATE,
+    posthogApiKey: e.POSTHOG_API_KEY,
+    posthogHost: e.POSTHOG_HOST,
+    logLevel: e.LOG_LEVEL,
+    logPretty: e.LOG_PRETTY,
+    workerName: e.WORKER_NAME,
+    production: e.NODE_ENV === 'production',
+    crashAt: e.COMFYQ_CRASH_AT,
+  };
+}
+
+/** Reads and validates the environment once; throws ConfigError naming every bad variable. */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const parsed = schema.safeParse(env);
+  if (!parsed.success) {
+    const lines = parsed.error.issues.map((i) =>
+      i.code === 'custom' ? i.message : `${String(i.path[0])}: ${i.message}`,
+    );
+    throw new ConfigError(`invalid configuration:\n  ${lines.join('\n  ')}`);
+  }
+  const config = toConfig(parsed.data);
+  if ((config.dashboardUser === undefined) !== (config.dashboardPassword === undefined)) {
+    throw new ConfigError('DASHBOARD_USER and DASHBOARD_PASSWORD must be set together');
+  }
+  return config;
+}

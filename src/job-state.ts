@@ -1,0 +1,161 @@
+import type { ErrorCode } from './errors';
+
+/**
+ * JobState: what the worker knows about one job, persisted in the BullMQ job's data.
+ * Every change goes through the pure functions below; the processor persists what they
+ * return. None of them touches Redis, so they are unit-tested on their own.
+ */
+
+export type InternalStatus =
+  | 'queued' // not yet taken by a worker
+  | 'submitting' // prompt id chosen and stored, POST /prompt may or may not have arrived
+  | 'submitted' // ComfyUI accepted the prompt (pending in its queue)
+  | 'running' // ComfyUI is executing it
+  | 'completed'
+  | 'failed'
+  | 'cancelled';
+
+export interface JobOutput {
+  nodeId: string;
+  filename: string;
+  subfolder: string;
+  type: string;
+}
+
+export interface JobError {
+  code: ErrorCode;
+  message: string;
+  nodeId?: string;
+  nodeType?: string;
+}
+
+export interface JobState {
+  status: InternalStatus;
+  createdAt: number;
+  /** epoch ms of the first take by a worker (the 10-minute cutoff counts from here) */
+  startedAt?: number;
+  submittedAt?: number;
+  finishedAt?: number;
+  promptId?: string;
+  /** the ComfyUI instance that holds the prompt */
+  comfyuiUrl?: string;
+  /** times a worker started the job */
+  attempts: number;
+  /** resumptions after a crash or a hand-off */
+  recoveries: number;
+  /** prompts submitted again because ComfyUI had lost them */
+  resubmissions: number;
+  /** BullMQ's stalledCounter as last seen; a higher one at pickup means a crash */
+  stallsSeen: number;
+  /** epoch ms of the last persisted change (recoveryTime counts from here) */
+  updatedAt?: number;
+  /** set when a worker handed the job back on shutdown; cleared on the next pickup */
+  handedOffAt?: number;
+  outputs?: JobOutput[];
+  error?: JobError;
+}
+
+export function initialState(now: number): JobState {
+  return {
+    status: 'queued',
+    createdAt: now,
+    attempts: 0,
+    recoveries: 0,
+    resubmissions: 0,
+    stallsSeen: 0,
+  };
+}
+
+export type PickupKind =
+  | { kind: 'fresh' } // no prompt yet: submit
+  | { kind: 'resume'; reason: 'stall' | 'handoff' | 'retry' }
+  | { kind: 'cutoff'; ageMs: number };
+
+/**
+ * Decides what a worker does with a job it has just taken (DESIGN rule 2).
+ * `stalledCounter` is BullMQ's count of stalls for this job.
+ */
+export function classifyPickup(
+  s: JobState,
+  stalledCounter: number,
+  now: number,
+  recoveryCutoffMs: number,
+): PickupKind {
+  if (!s.promptId) return { kind: 'fresh' };
+  if (s.handedOffAt !== undefined) return { kind: 'resume', reason: 'handoff' };
+  if (stalledCounter > s.stallsSeen) {
+    const ageMs = now - (s.startedAt ?? now);
+    if (ageMs > recoveryCutoffMs) return { kind: 'cutoff', ageMs };
+    return { kind: 'resume', reason: 'stall' };
+  }
+  return { kind: 'resume', reason: 'retry' };
+}
+
+/** A worker took the job. */
+export function onPickup(
+  s: JobState,
+  stalledCounter: number,
+  now: number,
+  recovered: boolean,
+): JobState {
+  return {
+    ...s,
+    attempts: s.attempts + 1,
+    recoveries: s.recoveries + (recovered ? 1 : 0),
+    stallsSeen: Math.max(s.stallsSeen, stalledCounter),
+    startedAt: s.startedAt ?? now,
+    handedOffAt: undefined,
+  };
+}
+
+/** Step 1 of the lifecycle: the prompt id is decided and stored before any network call. */
+export function onPromptChosen(
+  s: JobState,
+  promptId: string,
+  comfyuiUrl: string,
+  now: number,
+  resubmission: boolean,
+): JobState {
+  return {
+    ...s,
+    status: 'submitting',
+    promptId,
+    comfyuiUrl,
+    submittedAt: now,
+    resubmissions: s.resubmissions + (resubmission ? 1 : 0),
+  };
+}
+
+export function onSubmitted(s: JobState): JobState {
+  return s.status === 'submitting' ? { ...s, status: 'submitted' } : s;
+}
+
+export function onRunning(s: JobState): JobState {
+  return s.status === 'submitting' || s.status === 'submitted' ? { ...s, status: 'running' } : s;
+}
+
+export function onHandoff(s: JobState, now: number): JobState {
+  return { ...s, handedOffAt: now };
+}
+
+export function onCompleted(s: JobState, outputs: JobOutput[], now: number): JobState {
+  return { ...s, status: 'completed', outputs, finishedAt: now, error: undefined };
+}
+
+export function onFailed(s: JobState, error: JobError, now: number): JobState {
+  return {
+    ...s,
+    status: error.code === 'cancelled' ? 'cancelled' : 'failed',
+    error,
+    finishedAt: now,
+  };
+}
+
+/** States in which the job's prompt may be alive in ComfyUI. */
+export function hasLivePrompt(s: JobState): boolean {
+  return s.promptId !== undefined && ['submitting', 'submitted', 'running'].includes(s.status);
+}
+
+export function isTerminal(s: JobState): boolean {
+  return s.status === 'completed' || s.status === 'failed' || s.status === 'cancelled';
+}

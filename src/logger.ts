@@ -1,0 +1,44 @@
+import pino, { type Logger } from 'pino';
+
+export type { Logger };
+
+/** Paths redacted in every log line, wherever a secret could travel. */
+export const REDACT_PATHS = [
+  'password',
+  '*.password',
+  'redisUrl',
+  '*.redisUrl',
+  'REDIS_URL',
+  'authorization',
+  '*.authorization',
+  'headers.authorization',
+  'req.headers.authorization',
+  'apiKey',
+  '*.apiKey',
+  'apiKeys',
+  'webhookSecret',
+  '*.webhookSecret',
+  'posthogApiKey',
+];
+
+export interface LoggerSettings {
+  logLevel: string;
+  logPretty?: boolean;
+  name?: string;
+}
+
+/** pino, JSON by default; pretty when asked (npm start). Secrets are redacted. */
+export function createLogger(s: LoggerSettings, destination?: pino.DestinationStream): Logger {
+  const options: pino.LoggerOptions = {
+    level: s.logLevel,
+    name: s.name,
+    redact: { paths: REDACT_PATHS, censor: '[redacted]' },
+  };
+  if (s.logPretty && !destination) {
+    return pino({
+      ...options,
+      transport: { target: 'pino-pretty', options: { colorize: true, ignore: 'pid,hostname' } },
+    });
+  }
+  return destination ? pino(options, destination) : pino(options);
+}

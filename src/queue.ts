@@ -1,0 +1,135 @@
+import { Queue, type JobsOptions, type Job } from 'bullmq';
+import { initialState, type JobOutput, type JobState } from './job-state';
+import { redisOptions, type RedisSettings } from './redis';
+
+/**
+ * The one definition of the image-job queue: payload and result types, the data version,
+ * default job options (retention), and the periodic clean that makes retention exact.
+ */
+
+/** Bump when JobData changes shape; workers refuse data of an unknown version. */
+export const JOB_DATA_VERSION = 1;
+
+/** A ComfyUI workflow in API format: `{ nodeId: { class_type, inputs, _meta? } }`. */
+export type Workflow = Record<
+  string,
+  { class_type: string; inputs: Record<string, unknown>; [k: string]: unknown }
+>;
+
+export interface JobRequest {
+  jobType: string;
+  userId?: string;
+  webhookUrl?: string;
+  idempotencyKey?: string;
+  metadata?: Record<string, unknown>;
+}
+
+export interface JobData {
+  v: number;
+  /** dropped (null) once the job is finished, so retained jobs stay small */
+  workflow: Workflow | null;
+  request: JobRequest;
+  state: JobState;
+}
+
+/** What Bull Board's progress tab and the API's `progress` show. */
+export interface JobProgress {
+  percent: number;
+  value?: number;
+  max?: number;
+  node?: string;
+  queuePosition?: number;
+}
+
+export interface JobResult {
+  outputs: JobOutput[];
+}
+
+export type ImageJob = Job<JobData, JobResult, string, JobProgress>;
+
+export interface QueueSettings extends RedisSettings {
+  queueName: string;
+  queuePrefix: string;
+  retentionMs: number;
+  jobAttempts: number;
+  retryBackoffMs: number;
+}
+
+/** Job name used for every image job (the name is not otherwise meaningful). */
+export const IMAGE_JOB_NAME = 'image';
+
+/** Suffix of the pub/sub channel that carries cancel requests to workers. */
+export const CANCEL_CHANNEL_SUFFIX = 'cancel';
+/** Field on the BullMQ job hash that marks a requested cancel (durable part of the signal). */
+export const CANCEL_FIELD = 'cancelRequested';
+
+export function cancelChannel(s: Pick<QueueSettings, 'queuePrefix' | 'queueName'>): string {
+  return `${s.queuePrefix}:${s.queueName}:${CANCEL_CHANNEL_SUFFIX}`;
+}
+
+export function jobKey(s: Pick<QueueSettings, 'queuePrefix' | 'queueName'>, jobId: string): string {
+  return `${s.queuePrefix}:${s.queueName}:${jobId}`;
+}
+
+/** BullMQ's age-based removal (seconds), for the queue's job options and the worker alike. */
+export function retentionKeep(s: Pick<QueueSettings, 'retentionMs'>) {
+  return { age: Math.max(1, Math.ceil(s.retentionMs / 1000)) };
+}
+
+export function defaultJobOptions(s: QueueSettings): JobsOptions {
+  const { age } = retentionKeep(s);
+  return {
+    // retries are for transient ComfyUI outages only; permanent failures are UnrecoverableError
+    attempts: s.jobAttempts,
+    backoff: { type: 'exponential', delay: s.retryBackoffMs },
+    removeOnComplete: { age },
+    removeOnFail: { age },
+  };
+}
+
+export function createImageQueue(s: QueueSettings, role: 'producer' | 'worker' = 'producer') {
+  return new Queue<JobData, JobResult, string>(s.queueName, {
+    connection: redisOptions(s, role),
+    prefix: s.queuePrefix,
+    defaultJobOptions: defaultJobOptions(s),
+  });
+}
+
+export type ImageQueue = ReturnType<typeof createImageQueue>;
+
+/**
+ * BullMQ's age-based removal is lazy (it runs only when another job finishes), so a
+ * periodic clean makes "gone after RETENTION_MS" hold even when traffic stops.
+ * Returns a stop function. Errors (Redis down) are reported and retried next tick.
+ */
+export function startRetentionCleaner(
+  queue: ImageQueue,
+  retentionMs: number,
+  intervalMs: number,
+  onError: (err: unknown) => void,
+): () => void {
+  let running = false;
+  const tick = async () => {
+    if (running) return;
+    running = true;
+    try {
+      for (const type of ['completed', 'failed'] as const) {
+        // clean in batches until nothing older than retention is left
+        while ((await queue.clean(retentionMs, 1000, type)).length === 1000);
+      }
+    } catch (err) {
+      onError(err);
+    } finally {
+      running = false;
+    }
+  };
+  const timer = setInterval(() => void tick(), intervalMs);
+  timer.unref();
+  void tick();
+  return () => clearInterval(timer);
+}
+
+/** The data of a new job: what the API enqueues. */
+export function newJobData(workflow: Workflow, request: JobRequest, now: number): JobData {
+  return { v: JOB_DATA_VERSION, workflow, request, state: initialState(now) };
+}

@@ -1,0 +1,493 @@
+import { randomUUID } from 'node:crypto';
+import { UnrecoverableError, WaitingError } from 'bullmq';
+import { z } from 'zod';
+import type { AnalyticsSink } from '../analytics';
+import type { ComfyClient, Lookup } from '../comfy/client';
+import type { ComfySocket } from '../comfy/socket';
+import { describeValidationError, type Outcome } from '../comfy/protocol';
+import {
+  ComfyHttpError,
+  ComfyProtocolError,
+  ComfyUnreachableError,
+  type ErrorCode,
+} from '../errors';
+import {
+  classifyPickup,
+  hasLivePrompt,
+  onCompleted,
+  onFailed,
+  onHandoff,
+  onPickup,
+  onPromptChosen,
+  onRunning,
+  onSubmitted,
+  type JobError,
+  type JobOutput,
+  type JobState,
+} from '../job-state';
+import type { Logger } from '../logger';
+import {
+  JOB_DATA_VERSION,
+  type ImageJob,
+  type JobData,
+  type JobProgress,
+  type JobResult,
+} from '../queue';
+
+/**
+ * The processor: submit-or-resume, follow, finish (DESIGN "The lifecycle rules").
+ * Crash-safety rule applied at every step: the prompt id is stored before any network
+ * call, so whichever line the process dies on, the next worker finds the same prompt.
+ */
+
+/** Why a job's signal was aborted (the reason passed to worker.cancelJob/cancelAllJobs). */
+export const ABORT = { shutdown: 'shutdown', cancel: 'cancel', lockLost: 'lock-lost' } as const;
+
+/** Named points where tests may kill the process (COMFYQ_CRASH_AT). */
+export type FaultPoint = 'after-prompt-stored' | 'after-post' | 'following';
+
+export interface ProcessorSettings {
+  pollIntervalMs: number;
+  /** at most one progress write per this interval (progress ticks are coalesced) */
+  progressIntervalMs: number;
+  recoveryCutoffMs: number;
+  jobTimeoutMs: number;
+  submitGraceMs: number;
+}
+
+export interface ProcessorDeps {
+  settings: ProcessorSettings;
+  /** the client for a ComfyUI base URL (recovered jobs are followed where their prompt is) */
+  client: (url: string) => ComfyClient;
+  /** the instance a new prompt goes to */
+  pickInstance: () => string;
+  /** this process's WebSocket client id, sent as client_id */
+  clientId: string;
+  analytics: AnalyticsSink;
+  log: Logger;
+  isCancelRequested: (jobId: string) => Promise<boolean>;
+  /** live hints from the instance's WebSocket, if any; polling stays the source of truth */
+  socket?: (url: string) => ComfySocket | undefined;
+  fault?: (point: FaultPoint) => void;
+  now?: () => number;
+}
+
+/** A job failure that BullMQ must not retry; its message starts with the public error code. */
+export class JobFailure extends UnrecoverableError {
+  constructor(readonly jobError: JobError) {
+    super(`${jobError.code}: ${jobError.message}`);
+    this.name = 'JobFailure';
+  }
+}
+
+const JobDataSchema = z.object({
+  v: z.literal(JOB_DATA_VERSION),
+  workflow: z
+    .record(
+      z.string(),
+      z.object({ class_type: z.string(), inputs: z.record(z.string(), z.unknown()) }).loose(),
+    )
+    .nullable(),
+  request: z.object({ jobType: z.string(), userId: z.string().optional() }).loose(),
+  state: z
+    .object({
+      status: z.enum([
+        'queued',
+        'submitting',
+        'submitted',
+        'running',
+        'completed',
+        'failed',
+        'cancelled',
+      ]),
+      createdAt: z.number(),
+      attempts: z.number(),
+      recoveries: z.number(),
+      resubmissions: z.number(),
+      stallsSeen: z.number(),
+    })
+    .loose(),
+});
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve();
+    const done = () => {
+      clearTimeout(timer);
+      signal.removeEventListener('abort', done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal.addEventListener('abort', done, { once: true });
+  });
+}
+
+export function createProcessor(deps: ProcessorDeps) {
+  const now = deps.now ?? Date.now;
+  const { settings } = deps;
+
+  return async function process(
+    job: ImageJob,
+    token: string | undefined,
+    maybeSignal?: AbortSignal,
+  ): Promise<JobResult> {
+    // BullMQ passes a signal because this function declares three parameters
+    const signal = maybeSignal ?? new AbortController().signal;
+    const log = deps.log.child({ jobId: job.id });
+    const jobId = job.id!;
+
+    // ---- 0. data we can trust, or a clear failure that never crash-loops the worker
+    const parsed = JobDataSchema.safeParse(job.data);
+    if (!parsed.success) {
+      const reason =
+        job.data &&
+        typeof job.data === 'object' &&
+        'v' in job.data &&
+        job.data.v !== JOB_DATA_VERSION
+          ? `job data version ${String((job.data as { v: unknown }).v)} is not supported (this worker reads version ${JOB_DATA_VERSION})`
+          : `job data is malformed: ${parsed.error.issues
+              .slice(0, 3)
+              .map((i) => `${i.path.join('.') || '(root)'} ${i.message}`)
+              .join('; ')}`;
+      // the data is left as it is (nothing lost); the reason goes to the log and failedReason
+      await job.log(`failed: invalid_job_data: ${reason}`);
+      throw new JobFailure({ code: 'invalid_job_data', message: reason });
+    }
+    const data = parsed.data as unknown as JobData;
+    let state: JobState = data.state;
+    const client = () => deps.client(state.comfyuiUrl!);
+    const socket = () => (state.comfyuiUrl ? deps.socket?.(state.comfyuiUrl) : undefined);
+
+    const save = async (next: JobState, line?: string) => {
+      state = { ...next, updatedAt: now() };
+      const terminal = ['completed', 'failed', 'cancelled'].includes(next.status);
+      await job.updateData({ ...data, workflow: terminal ? null : data.workflow, state });
+      if (line) await job.log(line);
+    };
+
+    let lastProgress = '';
+    let lastProgressAt = 0;
+    const progress = async (p: JobProgress, force = false) => {
+      const key = JSON.stringify(p);
+      if (key === lastProgress) return; // no Redis write when nothing changed
+      if (!force && now() - lastProgressAt < settings.progressIntervalMs) return; // coalesce ticks
+      lastProgress = key;
+      lastProgressAt = now();
+      await job.updateProgress(p);
+    };
+
+    const fail = async (error: JobError): Promise<never> => {
+      await save(
+        onFailed(state, error, now()),
+        `${error.code === 'cancelled' ? 'cancelled' : 'failed'}: ${error.code}: ${error.message}`,
+      );
+      socket()?.forget(state.promptId ?? '');
+      deps.analytics.capture('comfyui_job_failed', data.request.userId ?? jobId, {
+        promptId: state.promptId,
+        jobId,
+        code: error.code,
+        durationMs: now() - (state.startedAt ?? now()),
+        jobType: data.request.jobType,
+      });
+      throw new JobFailure(error);
+    };
+
+    const complete = async (outputs: JobOutput[]): Promise<JobResult> => {
+      await save(
+        onCompleted(state, outputs, now()),
+        `completed with ${outputs.length} output file(s)`,
+      );
+      await progress(
+        {
+          ...(JSON.parse(lastProgress || '{}') as JobProgress),
+          percent: 100,
+          queuePosition: undefined,
+        },
+        true,
+      );
+      socket()?.forget(state.promptId ?? '');
+      deps.analytics.capture('comfyui_job_completed', data.request.userId ?? jobId, {
+        promptId: state.promptId!,
+        jobId,
+        durationMs: now() - (state.startedAt ?? now()),
+        jobType: data.request.jobType,
+      });
+      return { outputs };
+    };
+
+    // ---- 1. a job that already finished (crash between saving the outcome and BullMQ's move)
+    if (state.status === 'completed') return { outputs: state.outputs ?? [] };
+    if ((state.status === 'failed' || state.status === 'cancelled') && state.error)
+      throw new JobFailure(state.error);
+
+    /** best effort: take the prompt out of ComfyUI (pending → deleted, running → interrupted) */
+    const removePrompt = async () => {
+      if (!hasLivePrompt(state)) return;
+      try {
+        await client().cancel(state.promptId!);
+      } catch (err) {
+        log.warn({ err, promptId: state.promptId }, 'could not remove the prompt from ComfyUI');
+      }
+    };
+
+    const handleAbort = async (): Promise<never> => {
+      const reason = signal.reason;
+      if (reason === ABORT.shutdown) {
+        await save(onHandoff(state, now()), 'worker shutting down: job handed back to the queue');
+        await job.moveToWait(token);
+        throw new WaitingError();
+      }
+      if (reason === ABORT.cancel) {
+        await removePrompt();
+        return fail({ code: 'cancelled', message: 'cancelled by request' });
+      }
+      throw new Error(
+        `stopped following job ${jobId}: its lock was lost (${String(reason)}); another worker owns it now`,
+      );
+    };
+
+    try {
+      // ---- 2. pickup: fresh, resume, or too late to resume
+      if (await deps.isCancelRequested(jobId)) {
+        await removePrompt();
+        return await fail({ code: 'cancelled', message: 'cancelled by request before it ran' });
+      }
+      const pickedAt = now();
+      const kind = classifyPickup(
+        state,
+        job.stalledCounter ?? 0,
+        pickedAt,
+        settings.recoveryCutoffMs,
+      );
+
+      if (kind.kind === 'cutoff') {
+        state = onPickup(state, job.stalledCounter ?? 0, pickedAt, false);
+        await removePrompt();
+        return await fail({
+          code: 'recovery_cutoff',
+          message: `the worker following this job died and the job was recovered ${Math.round(kind.ageMs / 1000)} s after it started, later than the ${Math.round(settings.recoveryCutoffMs / 1000)} s recovery cutoff (RECOVERY_CUTOFF_MS); its prompt was removed from ComfyUI`,
+        });
+      }
+
+      if (kind.kind === 'fresh') {
+        const url = deps.pickInstance();
+        const promptId = randomUUID();
+        // rule 1: the prompt id is decided and stored before any network call
+        await save(
+          onPromptChosen(
+            onPickup(state, job.stalledCounter ?? 0, pickedAt, false),
+            promptId,
+            url,
+            now(),
+            false,
+          ),
+          `attempt ${state.attempts + 1}: prompt ${promptId} chosen for ${url}`,
+        );
+        deps.fault?.('after-prompt-stored');
+        log.info({ promptId, comfyuiUrl: url }, 'submitting prompt');
+        await submit(false);
+      } else {
+        const recovered = kind.reason !== 'retry';
+        const lastAlive = state.handedOffAt ?? state.updatedAt ?? state.startedAt ?? pickedAt;
+        await save(
+          onPickup(state, job.stalledCounter ?? 0, pickedAt, recovered),
+          `attempt ${state.attempts + 1}: resuming prompt ${state.promptId} on ${state.comfyuiUrl} (${kind.reason})`,
+        );
+        if (recovered) {
+          const props = {
+            promptId: state.promptId!,
+            jobAge: Math.round((pickedAt - (state.startedAt ?? pickedAt)) / 1000),
+            recoveryTime: Math.max(0, pickedAt - lastAlive),
+            jobId,
+          };
+          log.info(props, `recovered job after ${kind.reason}`);
+          deps.analytics.capture('comfyui_job_recovered', data.request.userId ?? jobId, props);
+        }
+      }
+
+      // ---- 3. follow until ComfyUI reports an outcome
+      return await follow();
+    } catch (err) {
+      if (err instanceof JobFailure || err instanceof WaitingError) throw err;
+      return await onError(err);
+    }
+
+    async function submit(resubmission: boolean): Promise<void> {
+      const promptId = state.promptId!;
+      if (!data.workflow)
+        await fail({ code: 'invalid_job_data', message: 'the job has no workflow to submit' });
+      const r = await client().submit({
+        prompt: data.workflow,
+        promptId,
+        clientId: deps.clientId,
+        extraData: { bullmq_job_id: jobId, attempt_key: promptId, client_id: deps.clientId },
+      });
+      deps.fault?.('after-post');
+      if (r.kind === 'invalid') {
+        const v = describeValidationError(r.body);
+        await fail({ code: 'workflow_invalid', message: v.message, nodeId: v.nodeId });
+      }
+      if (r.kind === 'accepted' && Object.keys(r.nodeErrors).length > 0) {
+        const v = describeValidationError({
+          error: { message: 'some outputs failed validation and would be dropped' },
+          node_errors: r.nodeErrors,
+        });
+        await removePrompt();
+        await fail({ code: 'workflow_invalid', message: v.message, nodeId: v.nodeId });
+      }
+      if (r.kind === 'accepted' && r.promptId !== promptId) {
+        // a server older than 0.3.45 ignores client prompt ids: follow the one it made
+        log.warn(
+          { sent: promptId, got: r.promptId },
+          'ComfyUI ignored the client prompt id (server older than 0.3.45)',
+        );
+        state = { ...state, promptId: r.promptId };
+      }
+      await save(
+        onSubmitted(state),
+        r.kind === 'duplicate'
+          ? `prompt ${state.promptId} was already known to ComfyUI (409): following it`
+          : `prompt ${state.promptId} ${resubmission ? 're' : ''}submitted to ${state.comfyuiUrl}`,
+      );
+      deps.analytics.capture('comfyui_job_state_saved', data.request.userId ?? jobId, {
+        promptId: state.promptId!,
+        jobType: data.request.jobType,
+        userId: data.request.userId,
+        jobId,
+      });
+    }
+
+    async function follow(): Promise<JobResult> {
+      const deadline = (state.startedAt ?? now()) + settings.jobTimeoutMs;
+      let absentSince: number | undefined;
+      for (;;) {
+        if (signal.aborted) return handleAbort();
+        if (now() > deadline) {
+          await removePrompt();
+          return fail({
+            code: 'timeout',
+            message: `the job ran longer than JOB_TIMEOUT_MS (${settings.jobTimeoutMs} ms); its prompt was interrupted`,
+          });
+        }
+        const r: Lookup = await client().lookup(state.promptId!);
+        if (signal.aborted) return handleAbort();
+        deps.fault?.('following');
+        if (r.state === 'done') return finish(r.outcome);
+        if (r.state === 'absent') {
+          // the POST may still be in ComfyUI's validation, or the prompt was lost (restart)
+          const since =
+            state.status === 'submitting' ? (state.submittedAt ?? now()) : (absentSince ??= now());
+          if (now() - since >= settings.submitGraceMs) {
+            const lost = state.status !== 'submitting';
+            log.warn(
+              { promptId: state.promptId },
+              lost
+                ? 'ComfyUI lost the prompt: submitting it again'
+                : 'the prompt never reached ComfyUI: submitting it',
+            );
+            await save(
+              onPromptChosen(state, state.promptId!, state.comfyuiUrl!, now(), lost),
+              lost
+                ? `prompt ${state.promptId} unknown to ComfyUI (restart?): resubmitting with the same id`
+                : undefined,
+            );
+            await submit(lost);
+            absentSince = undefined;
+            continue;
+          }
+        } else {
+          absentSince = undefined;
+          if (r.state === 'pending' && state.status === 'submitting')
+            await save(onSubmitted(state));
+          if (r.state === 'running' && state.status !== 'running')
+            await save(onRunning(state), `prompt ${state.promptId} running`);
+          if (r.state === 'pending')
+            await progress({ percent: 0, queuePosition: r.position }, true);
+          else
+            await progress(
+              { percent: 0, ...socket()?.progress(state.promptId!) },
+              state.status !== 'running',
+            );
+        }
+        await waitForNextCheck();
+      }
+    }
+
+    /** Sleeps until the next poll; with a healthy socket, polls less and wakes on its events. */
+    async function waitForNextCheck(): Promise<void> {
+      const ws = socket();
+      if (!ws) return sleep(settings.pollIntervalMs, signal);
+      ws.track(state.promptId!, Object.keys(data.workflow ?? {}).length);
+      const interval = ws.healthy
+        ? Math.max(settings.pollIntervalMs, Math.min(5 * settings.pollIntervalMs, 5_000))
+        : settings.pollIntervalMs;
+      const until = now() + interval;
+      while (!signal.aborted && now() < until) {
+        const why = await ws.wait(state.promptId!, until - now(), signal);
+        if (why !== 'progress') return;
+        if (state.status !== 'running')
+          await save(onRunning(state), `prompt ${state.promptId} running`);
+        const p = ws.progress(state.promptId!);
+        if (p) await progress(p);
+      }
+    }
+
+    async function finish(outcome: Outcome): Promise<JobResult> {
+      switch (outcome.kind) {
+        case 'success':
+          return complete(outcome.outputs);
+        case 'error':
+          return fail({
+            code: 'execution_error',
+            message: outcome.message,
+            nodeId: outcome.nodeId,
+            nodeType: outcome.nodeType,
+          });
+        case 'interrupted':
+          if (await deps.isCancelRequested(jobId))
+            return fail({ code: 'cancelled', message: 'cancelled by request' });
+          return fail({
+            code: 'interrupted',
+            message: `the prompt was interrupted in ComfyUI${outcome.nodeType ? ` while running ${outcome.nodeType} (node ${outcome.nodeId})` : ''}`,
+            nodeId: outcome.nodeId,
+            nodeType: outcome.nodeType,
+          });
+        default:
+          return fail({ code: 'execution_error', message: outcome.message });
+      }
+    }
+
+    /** Transport and server errors: retried by BullMQ with backoff, keeping the same prompt id. */
+    async function onError(err: unknown): Promise<never> {
+      const transient =
+        err instanceof ComfyUnreachableError ||
+        err instanceof ComfyProtocolError ||
+        (err instanceof ComfyHttpError && err.retryable);
+      const code: ErrorCode = 'comfyui_unreachable';
+      const attempt = job.attemptsMade + 1;
+      const max = job.opts.attempts ?? 1;
+      const message = err instanceof Error ? err.message : String(err);
+      if (!(
+        err instanceof ComfyUnreachableError ||
+        err instanceof ComfyHttpError ||
+        err instanceof ComfyProtocolError
+      )) {
+        throw err; // a bug or a Redis error: let BullMQ record it as is
+      }
+      if (!transient || attempt >= max) {
+        return fail({
+          code,
+          message: transient ? `${message} (gave up after ${attempt} attempts)` : message,
+        });
+      }
+      log.warn(
+        { err: message, attempt, max },
+        `ComfyUI error, retrying with backoff (attempt ${attempt} of ${max})`,
+      );
+      await job
+        .log(`attempt ${attempt} of ${max} failed: ${message}; retrying with the same prompt id`)
+        .catch(() => {});
+      throw err;
+    }
+  };
+}

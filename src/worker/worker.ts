@@ -1,0 +1,212 @@
+import { hostname } from 'node:os';
+import { randomBytes } from 'node:crypto';
+import { Worker, type RedisQueueBackend } from 'bullmq';
+import type { AnalyticsSink } from '../analytics';
+import { ComfyClient } from '../comfy/client';
+import { ComfySocket } from '../comfy/socket';
+import type { Config } from '../config';
+import type { Logger } from '../logger';
+import {
+  CANCEL_FIELD,
+  cancelChannel,
+  createImageQueue,
+  jobKey,
+  retentionKeep,
+  startRetentionCleaner,
+  type JobData,
+  type JobProgress,
+  type JobResult,
+} from '../queue';
+import { createRedis, redisOptions } from '../redis';
+import { ABORT, createProcessor, type FaultPoint } from './processor';
+
+export type WorkerConfig = Pick<
+  Config,
+  | 'redisUrl'
+  | 'redisFamily'
+  | 'queueName'
+  | 'queuePrefix'
+  | 'comfyuiUrls'
+  | 'workerConcurrency'
+  | 'pollIntervalMs'
+  | 'progressIntervalMs'
+  | 'comfyuiWebsocket'
+  | 'recoveryCutoffMs'
+  | 'retentionMs'
+  | 'cleanIntervalMs'
+  | 'jobTimeoutMs'
+  | 'submitGraceMs'
+  | 'comfyuiTimeoutMs'
+  | 'lockDurationMs'
+  | 'stalledIntervalMs'
+  | 'maxStalledCount'
+  | 'drainDelayS'
+  | 'jobAttempts'
+  | 'retryBackoffMs'
+  | 'workerName'
+>;
+
+export interface WorkerDeps {
+  log: Logger;
+  analytics: AnalyticsSink;
+  fault?: (point: FaultPoint) => void;
+}
+
+export interface ImageWorker {
+  /** resolves once the worker is consuming jobs */
+  readonly name: string;
+  /** stop taking jobs, hand active jobs back, close every connection; safe to call twice */
+  close(): Promise<void>;
+}
+
+/**
+ * Wires a BullMQ Worker to the processor: ComfyUI clients, the cancel channel, lock-loss
+ * handling and retention. Owns every connection it opens and closes them in reverse order.
+ */
+export async function startImageWorker(
+  config: WorkerConfig,
+  deps: WorkerDeps,
+): Promise<ImageWorker> {
+  const { log } = deps;
+  const name = config.workerName ?? `${hostname()}-${process.pid}`;
+  const clientId = `comfyui-queue-${name}-${randomBytes(4).toString('hex')}`;
+  const settings = { ...config, connectionName: `worker-${name}` };
+
+  const clients = new Map<string, ComfyClient>();
+  const client = (url: string) => {
+    let c = clients.get(url);
+    if (!c) clients.set(url, (c = new ComfyClient(url, { timeoutMs: config.comfyuiTimeoutMs })));
+    return c;
+  };
+  const sockets = new Map<string, ComfySocket>();
+  const socket = (url: string) => {
+    if (!config.comfyuiWebsocket) return undefined;
+    let s = sockets.get(url);
+    if (!s) sockets.set(url, (s = new ComfySocket({ baseUrl: url, clientId, log })));
+    return s;
+  };
+  for (const url of config.comfyuiUrls) socket(url);
+  let next = 0;
+  const pickInstance = () => config.comfyuiUrls[next++ % config.comfyuiUrls.length];
+
+  const commands = createRedis(settings, 'worker');
+  commands.on('error', (err) => log.warn({ err: err.message }, 'redis (commands) error'));
+  const subscriber = createRedis(settings, 'subscriber');
+  subscriber.on('error', (err) => log.warn({ err: err.message }, 'redis (subscriber) error'));
+  const queue = createImageQueue(config, 'worker');
+  queue.on('error', (err) => log.warn({ err: err.message }, 'redis (queue) error'));
+
+  const processor = createProcessor({
+    settings: config,
+    client,
+    pickInstance,
+    clientId,
+    socket,
+    analytics: deps.analytics,
+    log,
+    isCancelRequested: async (jobId) =>
+      (await commands.hget(jobKey(config, jobId), CANCEL_FIELD)) !== null,
+    fault: deps.fault,
+  });
+
+  const worker = new Worker<JobData, JobResult, string, RedisQueueBackend, JobProgress>(
+    config.queueName,
+    processor,
+    {
+      connection: redisOptions(settings, 'worker'),
+      prefix: config.queuePrefix,
+      name,
+      autorun: false,
+      concurrency: config.workerConcurrency * config.comfyuiUrls.length,
+      lockDuration: config.lockDurationMs,
+      stalledInterval: config.stalledIntervalMs,
+      maxStalledCount: config.maxStalledCount,
+      drainDelay: config.drainDelayS,
+      removeOnComplete: retentionKeep(config),
+      removeOnFail: retentionKeep(config),
+    },
+  );
+  worker.on('error', (err) => log.warn({ err: err.message }, 'worker error'));
+  worker.on('failed', (job, err) =>
+    log.info(
+      {
+        jobId: job?.id,
+        promptId: job?.data?.state?.promptId,
+        err: err.message,
+        attemptsMade: job?.attemptsMade,
+      },
+      'job attempt failed',
+    ),
+  );
+  worker.on('completed', (job) =>
+    log.info({ jobId: job.id, promptId: job.data.state.promptId }, 'job completed'),
+  );
+  worker.on('stalled', (jobId) =>
+    log.warn({ jobId }, 'job stalled: its worker died; it is back in the queue'),
+  );
+  // A worker that could not renew a lock (partition, long Redis outage) stops following the
+  // job, so it never races the worker that now owns it.
+  worker.on('lockRenewalFailed', (jobIds: string[]) => {
+    for (const id of jobIds) {
+      log.warn({ jobId: id }, 'lock renewal failed: stopping this worker’s copy of the job');
+      worker.cancelJob(id, ABORT.lockLost);
+    }
+  });
+
+  await subscriber.subscribe(cancelChannel(config));
+  subscriber.on('message', (_channel, jobId: string) => {
+    if (worker.cancelJob(jobId, ABORT.cancel) !== false) log.info({ jobId }, 'cancel requested');
+  });
+
+  const stopCleaner = startRetentionCleaner(
+    queue,
+    config.retentionMs,
+    config.cleanIntervalMs,
+    (err) =>
+      log.warn(
+        { err: err instanceof Error ? err.message : String(err) },
+        'retention clean failed; will retry',
+      ),
+  );
+
+  await worker.waitUntilReady();
+  void worker.run().catch((err) => log.error({ err }, 'worker stopped with an error'));
+  log.info(
+    {
+      name,
+      queue: config.queueName,
+      concurrency: config.workerConcurrency * config.comfyuiUrls.length,
+      comfyui: config.comfyuiUrls,
+    },
+    'worker ready',
+  );
+
+  let closing: Promise<void> | undefined;
+  return {
+    name,
+    close() {
+      closing ??= (async () => {
+        const step = async (what: string, fn: () => Promise<unknown>) => {
+          try {
+            await fn();
+          } catch (err) {
+            log.warn(
+              { err: err instanceof Error ? err.message : String(err) },
+              `shutdown: ${what} failed`,
+            );
+          }
+        };
+        // hand active jobs back at once (they resume elsewhere), then stop
+        worker.cancelAllJobs(ABORT.shutdown);
+        await step('worker close', () => worker.close());
+        stopCleaner();
+        for (const s of sockets.values()) s.close();
+        await step('queue close', () => queue.close());
+        await step('subscriber quit', () => subscriber.quit());
+        await step('commands quit', () => commands.quit());
+        log.info('worker stopped');
+      })();
+      return closing;
+    },
+  };
+}

@@ -1,0 +1,98 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { once } from 'node:events';
+
+/** A free TCP port on loopback (the kernel picks it). */
+export async function freePort(): Promise<number> {
+  const srv = createServer();
+  srv.listen(0, '127.0.0.1');
+  await once(srv, 'listening');
+  const port = (srv.address() as { port: number }).port;
+  srv.close();
+  await once(srv, 'close');
+  return port;
+}
+
+export interface RedisServer {
+  port: number;
+  url: string;
+  dir: string;
+  /** SIGKILL the server (data on disk stays: AOF everysec) */
+  kill(): Promise<void>;
+  /** start it again on the same port and data dir */
+  start(): Promise<void>;
+  /** stop and delete the data dir */
+  stop(): Promise<void>;
+}
+
+/**
+ * A real redis-server of the test's own: free port, own data dir, AOF on, so a test can
+ * kill and restart it. Never the machine's shared Redis on 6379.
+ */
+export async function startRedis(extraArgs: string[] = []): Promise<RedisServer> {
+  const port = await freePort();
+  const dir = mkdtempSync(join(tmpdir(), 'cq-redis-'));
+  let proc: ChildProcess | undefined;
+
+  const start = async () => {
+    proc = spawn(
+      'redis-server',
+      [
+        '--port',
+        String(port),
+        '--bind',
+        '127.0.0.1',
+        '--dir',
+        dir,
+        '--appendonly',
+        'yes',
+        '--appendfsync',
+        'everysec',
+        '--save',
+        '',
+        '--maxmemory-policy',
+        'noeviction',
+        ...extraArgs,
+      ],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    const p = proc;
+    await new Promise<void>((resolve, reject) => {
+      let out = '';
+      const onData = (b: Buffer) => {
+        out += b.toString();
+        if (out.includes('Ready to accept connections')) {
+          p.stdout!.off('data', onData);
+          p.stdout!.resume();
+          resolve();
+        }
+      };
+      p.stdout!.on('data', onData);
+      p.once('exit', (code) =>
+        reject(new Error(`redis-server exited (${code}): ${out.slice(-500)}`)),
+      );
+      p.once('error', reject);
+    });
+  };
+  const kill = async () => {
+    if (!proc || proc.exitCode !== null || proc.signalCode !== null) return;
+    const p = proc;
+    p.kill('SIGKILL');
+    await once(p, 'exit');
+  };
+  await start();
+  return {
+    port,
+    url: `redis://127.0.0.1:${port}`,
+    dir,
+    kill,
+    start,
+    async stop() {
+      await kill();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}

@@ -1,0 +1,95 @@
+import { randomBytes } from 'node:crypto';
+import { QueueEvents } from 'bullmq';
+import { logAnalyticsSink } from '../../src/analytics';
+import { loadConfig, type Config } from '../../src/config';
+import { createLogger } from '../../src/logger';
+import {
+  createImageQueue,
+  IMAGE_JOB_NAME,
+  newJobData,
+  type ImageQueue,
+  type Workflow,
+} from '../../src/queue';
+import { redisOptions } from '../../src/redis';
+import { startImageWorker, type ImageWorker } from '../../src/worker/worker';
+import { createSimulator, type Simulator, type SimulatorOptions } from '../../src/simulator/server';
+import { startRedis, type RedisServer } from './redis-server';
+
+/** Settings that make crash recovery take seconds, not a minute, in tests. */
+export const FAST_ENV = {
+  POLL_INTERVAL_MS: '100',
+  LOCK_DURATION_MS: '2000',
+  STALLED_INTERVAL_MS: '1000',
+  SUBMIT_GRACE_MS: '500',
+  RETRY_BACKOFF_MS: '200',
+  COMFYUI_TIMEOUT_MS: '2000',
+  DRAIN_DELAY_S: '1',
+  LOG_LEVEL: 'silent',
+};
+
+export interface TestSystem {
+  redis: RedisServer;
+  sim: Simulator;
+  env: Record<string, string>;
+  config: Config;
+  queue: ImageQueue;
+  events: QueueEvents;
+  enqueue(workflow: Workflow, opts?: { jobType?: string; userId?: string }): Promise<string>;
+  startWorker(overrides?: Record<string, string>): Promise<ImageWorker>;
+  close(): Promise<void>;
+}
+
+/** A real redis-server, a simulator, a producer queue and QueueEvents, isolated by queue name. */
+export async function startSystem(
+  envOverrides: Record<string, string> = {},
+  simOptions: SimulatorOptions = {},
+): Promise<TestSystem> {
+  const redis = await startRedis();
+  const sim = await createSimulator({ progressIntervalMs: 50, ...simOptions });
+  const env: Record<string, string> = {
+    ...FAST_ENV,
+    REDIS_URL: redis.url,
+    COMFYUI_URL: sim.url,
+    QUEUE_NAME: `q-${randomBytes(4).toString('hex')}`,
+    ...envOverrides,
+  };
+  const config = loadConfig(env);
+  const queue = createImageQueue(config);
+  await queue.waitUntilReady();
+  const events = new QueueEvents(config.queueName, {
+    connection: redisOptions(config, 'worker'),
+    prefix: config.queuePrefix,
+  });
+  await events.waitUntilReady();
+  const workers: ImageWorker[] = [];
+  return {
+    redis,
+    sim,
+    env,
+    config,
+    queue,
+    events,
+    async enqueue(workflow, opts = {}) {
+      const job = await queue.add(
+        IMAGE_JOB_NAME,
+        newJobData(workflow, { jobType: opts.jobType ?? 'test', userId: opts.userId }, Date.now()),
+      );
+      return job.id!;
+    },
+    async startWorker(overrides = {}) {
+      const c = loadConfig({ ...env, ...overrides });
+      const log = createLogger({ logLevel: c.logLevel });
+      const w = await startImageWorker(c, { log, analytics: logAnalyticsSink(log) });
+      workers.push(w);
+      return w;
+    },
+    async close() {
+      await Promise.all(workers.map((w) => w.close()));
+      await events.close();
+      await queue.obliterate({ force: true }).catch(() => undefined);
+      await queue.close();
+      await sim.close();
+      await redis.stop();
+    },
+  };
+}

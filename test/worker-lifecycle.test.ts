@@ -1,0 +1,155 @@
+import { Job } from 'bullmq';
+import type { JobData, JobResult } from '../src/queue';
+import { IMAGE_JOB_NAME, JOB_DATA_VERSION } from '../src/queue';
+import { startSystem, type TestSystem } from './helpers/system';
+import { waitFor } from './helpers/wait';
+import { sleepWorkflow, tinyWorkflow } from './helpers/workflows';
+
+/**
+ * The worker's lifecycle with an in-process worker, a real redis-server and the simulator:
+ * success, permanent failures, bad data, outages, a ComfyUI restart, retention.
+ */
+let sys: TestSystem;
+
+beforeAll(async () => {
+  sys = await startSystem({ RETENTION_MS: '1500', CLEAN_INTERVAL_MS: '200' });
+  await sys.startWorker();
+});
+afterAll(async () => {
+  await sys?.close();
+});
+
+async function finished(id: string): Promise<Job<JobData, JobResult>> {
+  const job = (await Job.fromId<JobData, JobResult>(sys.queue, id))!;
+  await job.waitUntilFinished(sys.events).catch(() => undefined);
+  return (await Job.fromId<JobData, JobResult>(sys.queue, id))!;
+}
+
+test('a workflow runs once and completes with its outputs; the workflow is dropped', async () => {
+  const id = await sys.enqueue(tinyWorkflow('life-ok'));
+  const job = await finished(id);
+  expect(await job.getState()).toBe('completed');
+  expect(job.returnvalue.outputs).toEqual([
+    { nodeId: '3', filename: 'life-ok_00001_.png', subfolder: '', type: 'output' },
+  ]);
+  const state = job.data.state;
+  expect(state).toMatchObject({
+    status: 'completed',
+    attempts: 1,
+    recoveries: 0,
+    resubmissions: 0,
+  });
+  expect(job.data.workflow).toBeNull();
+  expect(job.progress).toMatchObject({ percent: 100 });
+  expect(sys.sim.executions()[state.promptId!]).toBe(1);
+  const logs = await sys.queue.getJobLogs(id);
+  expect(logs.logs.join('\n')).toMatch(/chosen for .*submitted to .*completed with 1 output/s);
+});
+
+test('an unknown node fails workflow_invalid once, without retries, and never reaches execution', async () => {
+  const wf = tinyWorkflow();
+  wf['2'].class_type = 'DoesNotExist';
+  const job = await finished(await sys.enqueue(wf));
+  expect(await job.getState()).toBe('failed');
+  expect(job.attemptsMade).toBe(1);
+  expect(job.failedReason).toMatch(
+    /^workflow_invalid: Cannot execute because node DoesNotExist does not exist/,
+  );
+  expect(job.data.state.error).toMatchObject({ code: 'workflow_invalid', nodeId: '2' });
+  expect(sys.sim.executions()[job.data.state.promptId!]).toBeUndefined();
+});
+
+test('a SaveImage runtime error fails execution_error with node id, type and message', async () => {
+  const job = await finished(await sys.enqueue(tinyWorkflow('../escape')));
+  expect(await job.getState()).toBe('failed');
+  expect(job.attemptsMade).toBe(1);
+  expect(job.data.state.error).toMatchObject({
+    code: 'execution_error',
+    nodeId: '3',
+    nodeType: 'SaveImage',
+  });
+  expect(job.data.state.error!.message).toContain(
+    'Saving image outside the output folder is not allowed',
+  );
+  expect(sys.sim.executions()[job.data.state.promptId!]).toBe(1);
+});
+
+test.each([
+  [
+    'an old data version',
+    { v: 0, workflow: tinyWorkflow(), request: { jobType: 'x' }, state: { status: 'queued' } },
+    /version 0 is not supported/,
+  ],
+  [
+    'a missing workflow',
+    {
+      v: JOB_DATA_VERSION,
+      request: { jobType: 'x' },
+      state: {
+        status: 'queued',
+        createdAt: 1,
+        attempts: 0,
+        recoveries: 0,
+        resubmissions: 0,
+        stallsSeen: 0,
+      },
+    },
+    /workflow/,
+  ],
+  ['no data at all', null, /malformed/],
+])(
+  'bad job data (%s) fails once with a clear error and the worker keeps working',
+  async (_name, data, reason) => {
+    const bad = await sys.queue.add(IMAGE_JOB_NAME, data as unknown as JobData);
+    const job = await finished(bad.id!);
+    expect(await job.getState()).toBe('failed');
+    expect(job.attemptsMade).toBe(1);
+    expect(job.failedReason).toMatch(/^invalid_job_data: /);
+    expect(job.failedReason).toMatch(reason);
+    const ok = await finished(await sys.enqueue(tinyWorkflow()));
+    expect(await ok.getState()).toBe('completed');
+  },
+);
+
+test('ComfyUI unreachable for a while: retried with backoff, then completes with one execution', async () => {
+  await sys.sim.pause();
+  const id = await sys.enqueue(tinyWorkflow('life-outage'));
+  await waitFor('a failed attempt while ComfyUI is down', async () =>
+    (await Job.fromId(sys.queue, id))!.attemptsMade >= 2 ? true : undefined,
+  );
+  await sys.sim.resume();
+  const job = await finished(id);
+  expect(await job.getState()).toBe('completed');
+  expect(job.attemptsMade).toBeGreaterThanOrEqual(2);
+  const promptId = job.data.state.promptId!;
+  expect(sys.sim.executions()[promptId]).toBe(1);
+  const logs = (await sys.queue.getJobLogs(id)).logs.join('\n');
+  expect(logs).toContain('retrying with the same prompt id');
+  expect(logs).toContain(`prompt ${promptId}`);
+});
+
+test('ComfyUI restarts mid-job and loses the prompt: resubmitted once with the same id, counted', async () => {
+  const id = await sys.enqueue(sleepWorkflow(1.5, 'life-restart'));
+  const promptId = await waitFor('the prompt to start executing', async () => {
+    const job = await Job.fromId<JobData>(sys.queue, id);
+    const p = job?.data.state.promptId;
+    return p && sys.sim.executions()[p] === 1 ? p : undefined;
+  });
+  await sys.sim.restart();
+  const job = await finished(id);
+  expect(await job.getState()).toBe('completed');
+  expect(job.data.state.promptId).toBe(promptId);
+  expect(job.data.state.resubmissions).toBe(1);
+  expect(sys.sim.executions()[promptId]).toBe(2);
+});
+
+test('finished jobs are removed once RETENTION_MS has passed (the periodic clean, not only lazy removal)', async () => {
+  const id = await sys.enqueue(tinyWorkflow());
+  const job = await finished(id);
+  expect(await job.getState()).toBe('completed');
+  await waitFor(
+    'the job to be removed',
+    async () => ((await sys.queue.getJob(id)) === undefined ? true : undefined),
+    { timeoutMs: 10_000 },
+  );
+});
