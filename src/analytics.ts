@@ -7,7 +7,15 @@ import type { Logger } from './logger';
  */
 export interface AnalyticsEvents {
   comfyui_job_state_saved: { promptId: string; jobType: string; userId?: string; jobId: string };
-  comfyui_job_recovered: { promptId: string; jobAge: number; recoveryTime: number; jobId: string };
+  comfyui_job_recovered: {
+    promptId: string;
+    jobAge: number;
+    recoveryTime: number;
+    jobId: string;
+    reason: 'stall' | 'handoff';
+  };
+  comfyui_job_started: { jobId: string; jobType: string; waitMs: number };
+  comfyui_job_resubmitted: { jobId: string; promptId: string };
   comfyui_job_completed: { promptId: string; jobId: string; durationMs: number; jobType: string };
   comfyui_job_failed: {
     promptId?: string;
@@ -36,5 +44,23 @@ export function logAnalyticsSink(log: Logger): AnalyticsSink {
       );
     },
     async close() {},
+  };
+}
+
+/** Sends every event to each sink; one failing sink never affects the others or the job. */
+export function fanOutSink(...sinks: AnalyticsSink[]): AnalyticsSink {
+  return {
+    capture(event, distinctId, props) {
+      for (const s of sinks) {
+        try {
+          s.capture(event, distinctId, props);
+        } catch {
+          // analytics never affect jobs
+        }
+      }
+    },
+    async close() {
+      await Promise.allSettled(sinks.map((s) => s.close()));
+    },
   };
 }

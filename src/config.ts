@@ -19,6 +19,23 @@ const positiveInt = (name: string, def: number) =>
       return n;
     });
 
+const nonNegativeInt = (name: string, def: number) =>
+  z
+    .string()
+    .optional()
+    .transform((v, ctx) => {
+      if (v === undefined || v.trim() === '') return def;
+      const n = Number(v);
+      if (!Number.isInteger(n) || n < 0) {
+        ctx.addIssue({
+          code: 'custom',
+          message: `${name} must be a non-negative integer, got "${v}"`,
+        });
+        return z.NEVER;
+      }
+      return n;
+    });
+
 const optionalString = z
   .string()
   .optional()
@@ -95,7 +112,7 @@ const schema = z.object({
     }),
   COMFYUI_URL: urlList('COMFYUI_URL', 'http://127.0.0.1:8188'),
   PORT: positiveInt('PORT', 3000),
-  METRICS_PORT: positiveInt('METRICS_PORT', 9464),
+  METRICS_PORT: nonNegativeInt('METRICS_PORT', 9464),
   QUEUE_NAME: z
     .string()
     .optional()

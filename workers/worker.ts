@@ -6,6 +6,7 @@
 import { logAnalyticsSink } from '../src/analytics';
 import { loadConfig } from '../src/config';
 import { createLogger } from '../src/logger';
+import { createMetrics } from '../src/metrics';
 import { describeRedis } from '../src/redis';
 import { startImageWorker } from '../src/worker/worker';
 
@@ -26,7 +27,12 @@ async function main() {
         }
       }
     : undefined;
-  const worker = await startImageWorker(config, { log, analytics, fault });
+  const worker = await startImageWorker(config, {
+    log,
+    analytics,
+    fault,
+    metrics: createMetrics(),
+  });
 
   let stopping = false;
   const stop = (signal: string) => {

@@ -35,6 +35,8 @@ export type Lookup =
 
 export interface ComfyClientOptions {
   timeoutMs: number;
+  /** called after every request (metrics): route without ids, duration, outcome */
+  observe?: (route: string, ms: number, outcome: 'ok' | 'http_error' | 'unreachable') => void;
 }
 
 export class ComfyClient {

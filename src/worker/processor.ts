@@ -66,6 +66,12 @@ export interface ProcessorDeps {
   analytics: AnalyticsSink;
   log: Logger;
   isCancelRequested: (jobId: string) => Promise<boolean>;
+  /**
+   * Called before a job's outcome is saved, for jobs with a webhook: enqueues a durable,
+   * idempotent delivery (one per job), so a crash right after the outcome is saved cannot
+   * lose the notification. The delivery reads the job's final state when it runs.
+   */
+  notifyFinished?: (jobId: string, request: JobData['request']) => Promise<void>;
   /** live hints from the instance's WebSocket, if any; polling stays the source of truth */
   socket?: (url: string) => ComfySocket | undefined;
   fault?: (point: FaultPoint) => void;
@@ -177,6 +183,7 @@ export function createProcessor(deps: ProcessorDeps) {
     };
 
     const fail = async (error: JobError): Promise<never> => {
+      if (data.request.webhookUrl) await deps.notifyFinished?.(jobId, data.request);
       await save(
         onFailed(state, error, now()),
         `${error.code === 'cancelled' ? 'cancelled' : 'failed'}: ${error.code}: ${error.message}`,
@@ -193,6 +200,7 @@ export function createProcessor(deps: ProcessorDeps) {
     };
 
     const complete = async (outputs: JobOutput[]): Promise<JobResult> => {
+      if (data.request.webhookUrl) await deps.notifyFinished?.(jobId, data.request);
       await save(
         onCompleted(state, outputs, now()),
         `completed with ${outputs.length} output file(s)`,
@@ -272,6 +280,13 @@ export function createProcessor(deps: ProcessorDeps) {
       if (kind.kind === 'fresh') {
         const url = deps.pickInstance();
         const promptId = randomUUID();
+        if (state.attempts === 0) {
+          deps.analytics.capture('comfyui_job_started', data.request.userId ?? jobId, {
+            jobId,
+            jobType: data.request.jobType,
+            waitMs: Math.max(0, pickedAt - job.timestamp),
+          });
+        }
         // rule 1: the prompt id is decided and stored before any network call
         await save(
           onPromptChosen(
@@ -299,6 +314,7 @@ export function createProcessor(deps: ProcessorDeps) {
             jobAge: Math.round((pickedAt - (state.startedAt ?? pickedAt)) / 1000),
             recoveryTime: Math.max(0, pickedAt - lastAlive),
             jobId,
+            reason: kind.reason === 'handoff' ? ('handoff' as const) : ('stall' as const),
           };
           log.info(props, `recovered job after ${kind.reason}`);
           deps.analytics.capture('comfyui_job_recovered', data.request.userId ?? jobId, props);
@@ -391,6 +407,11 @@ export function createProcessor(deps: ProcessorDeps) {
                 ? `prompt ${state.promptId} unknown to ComfyUI (restart?): resubmitting with the same id`
                 : undefined,
             );
+            if (lost)
+              deps.analytics.capture('comfyui_job_resubmitted', data.request.userId ?? jobId, {
+                jobId,
+                promptId: state.promptId!,
+              });
             await submit(lost);
             absentSince = undefined;
             continue;

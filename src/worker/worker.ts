@@ -1,7 +1,9 @@
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import { Worker, type RedisQueueBackend } from 'bullmq';
-import type { AnalyticsSink } from '../analytics';
+import type { Server } from 'node:http';
+import { fanOutSink, type AnalyticsSink } from '../analytics';
+import { metricsSink, registerQueueDepth, serveMetrics, type Metrics } from '../metrics';
 import { ComfyClient } from '../comfy/client';
 import { ComfySocket } from '../comfy/socket';
 import type { Config } from '../config';
@@ -44,11 +46,14 @@ export type WorkerConfig = Pick<
   | 'jobAttempts'
   | 'retryBackoffMs'
   | 'workerName'
+  | 'metricsPort'
 >;
 
 export interface WorkerDeps {
   log: Logger;
   analytics: AnalyticsSink;
+  /** when given, job events feed it and it is served on METRICS_PORT */
+  metrics?: Metrics;
   fault?: (point: FaultPoint) => void;
 }
 
@@ -75,7 +80,13 @@ export async function startImageWorker(
   const clients = new Map<string, ComfyClient>();
   const client = (url: string) => {
     let c = clients.get(url);
-    if (!c) clients.set(url, (c = new ComfyClient(url, { timeoutMs: config.comfyuiTimeoutMs })));
+    if (!c) {
+      const observe = deps.metrics
+        ? (route: string, ms: number, outcome: string) =>
+            deps.metrics!.comfyRequests.observe({ instance: url, route, outcome }, ms / 1000)
+        : undefined;
+      clients.set(url, (c = new ComfyClient(url, { timeoutMs: config.comfyuiTimeoutMs, observe })));
+    }
     return c;
   };
   const sockets = new Map<string, ComfySocket>();
@@ -102,7 +113,9 @@ export async function startImageWorker(
     pickInstance,
     clientId,
     socket,
-    analytics: deps.analytics,
+    analytics: deps.metrics
+      ? fanOutSink(deps.analytics, metricsSink(deps.metrics))
+      : deps.analytics,
     log,
     isCancelRequested: async (jobId) =>
       (await commands.hget(jobKey(config, jobId), CANCEL_FIELD)) !== null,
@@ -169,6 +182,12 @@ export async function startImageWorker(
       ),
   );
 
+  let metricsServer: Server | undefined;
+  if (deps.metrics) {
+    registerQueueDepth(deps.metrics, config.queueName, () => queue.getJobCounts());
+    metricsServer = await serveMetrics(deps.metrics, config.metricsPort, log);
+  }
+
   await worker.waitUntilReady();
   void worker.run().catch((err) => log.error({ err }, 'worker stopped with an error'));
   log.info(
@@ -200,6 +219,7 @@ export async function startImageWorker(
         worker.cancelAllJobs(ABORT.shutdown);
         await step('worker close', () => worker.close());
         stopCleaner();
+        metricsServer?.close();
         for (const s of sockets.values()) s.close();
         await step('queue close', () => queue.close());
         await step('subscriber quit', () => subscriber.quit());

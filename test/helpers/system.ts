@@ -25,6 +25,7 @@ export const FAST_ENV = {
   COMFYUI_TIMEOUT_MS: '2000',
   DRAIN_DELAY_S: '1',
   LOG_LEVEL: 'silent',
+  METRICS_PORT: '0',
 };
 
 export interface TestSystem {

@@ -1,0 +1,47 @@
+import { fanOutSink, type AnalyticsSink } from '../../src/analytics';
+import { createMetrics, metricsSink } from '../../src/metrics';
+
+test('job events move the Prometheus counters', async () => {
+  const m = createMetrics();
+  const sink = metricsSink(m);
+  sink.capture('comfyui_job_started', 'u', { jobId: '1', jobType: 't', waitMs: 20 });
+  sink.capture('comfyui_job_completed', 'u', {
+    jobId: '1',
+    promptId: 'p',
+    durationMs: 1500,
+    jobType: 't',
+  });
+  sink.capture('comfyui_job_failed', 'u', {
+    jobId: '2',
+    code: 'recovery_cutoff',
+    durationMs: 10,
+    jobType: 't',
+  });
+  sink.capture('comfyui_job_recovered', 'u', {
+    jobId: '3',
+    promptId: 'p',
+    jobAge: 5,
+    recoveryTime: 20,
+    reason: 'handoff',
+  });
+  sink.capture('comfyui_job_resubmitted', 'u', { jobId: '3', promptId: 'p' });
+  const text = await m.registry.metrics();
+  expect(text).toContain('comfyui_jobs_completed_total{job_type="t"} 1');
+  expect(text).toContain('comfyui_jobs_failed_total{code="recovery_cutoff"} 1');
+  expect(text).toContain('comfyui_job_recoveries_total{reason="handoff"} 1');
+  expect(text).toContain('comfyui_job_resubmissions_total 1');
+  expect(text).toContain('comfyui_job_wait_seconds_count 1');
+});
+
+test('a throwing sink never stops the others', () => {
+  const seen: string[] = [];
+  const bad: AnalyticsSink = {
+    capture: () => {
+      throw new Error('down');
+    },
+    close: async () => {},
+  };
+  const good: AnalyticsSink = { capture: (e) => void seen.push(e), close: async () => {} };
+  fanOutSink(bad, good).capture('comfyui_job_resubmitted', 'u', { jobId: '1', promptId: 'p' });
+  expect(seen).toEqual(['comfyui_job_resubmitted']);
+});
