@@ -127,24 +127,26 @@ test('recovered after the cutoff: failed recovery_cutoff, and its pending prompt
 });
 
 test('SIGTERM hands the job back at once: the running second worker resumes it; one execution', async () => {
-  const a = worker();
-  await a.ready;
-  const id = await sys.enqueue(sleepWorkflow(2, 'crash-term'));
+  const a = worker({ WORKER_NAME: 'term-a' });
+  const b = worker({ WORKER_NAME: 'term-b' });
+  await Promise.all([a.ready, b.ready]);
+  const id = await sys.enqueue(sleepWorkflow(3, 'crash-term'));
   const promptId = await executing(id);
-  const b = worker();
-  await b.ready;
+  const holderName = (await job(id)).processedBy;
+  const [holder, other] = holderName === 'term-a' ? [a, b] : [b, a];
   const t0 = Date.now();
-  a.proc.kill('SIGTERM');
+  holder.proc.kill('SIGTERM');
   await waitFor(
-    'the second worker to pick the job up',
+    'the other worker to pick the job up',
     async () => ((await job(id)).data.state.attempts >= 2 ? true : undefined),
     { everyMs: 5 },
   );
   console.log(`SIGTERM → resumed by the other worker in ${Date.now() - t0} ms`);
-  const exit = await a.exited;
+  const exit = await holder.exited;
   expect(exit.code).toBe(0);
   const done = await finished(id);
   expect(await done.getState()).toBe('completed');
+  expect(done.processedBy).toBe(other === a ? 'term-a' : 'term-b');
   expect(done.data.state).toMatchObject({ promptId, recoveries: 1 });
   expect(done.stalledCounter).toBe(0);
   expect(sys.sim.executions()[promptId]).toBe(1);

@@ -1,9 +1,9 @@
 import { randomUUID } from 'node:crypto';
-import { UnrecoverableError, WaitingError } from 'bullmq';
+import { DelayedError, UnrecoverableError, WaitingError } from 'bullmq';
 import { z } from 'zod';
 import type { AnalyticsSink } from '../analytics';
-import type { ComfyClient, Lookup } from '../comfy/client';
-import type { ComfySocket } from '../comfy/socket';
+import type { Lookup } from '../comfy/client';
+import type { ComfyPool, Lease } from '../comfy/pool';
 import { describeValidationError, type Outcome } from '../comfy/protocol';
 import {
   ComfyHttpError,
@@ -50,6 +50,8 @@ export interface ProcessorSettings {
   pollIntervalMs: number;
   /** at most one progress write per this interval (progress ticks are coalesced) */
   progressIntervalMs: number;
+  /** when no instance is healthy with a free slot, a new job waits this long (delayed) */
+  healthIntervalMs: number;
   recoveryCutoffMs: number;
   jobTimeoutMs: number;
   submitGraceMs: number;
@@ -57,10 +59,8 @@ export interface ProcessorSettings {
 
 export interface ProcessorDeps {
   settings: ProcessorSettings;
-  /** the client for a ComfyUI base URL (recovered jobs are followed where their prompt is) */
-  client: (url: string) => ComfyClient;
-  /** the instance a new prompt goes to */
-  pickInstance: () => string;
+  /** the ComfyUI instances: clients, sockets and job slots */
+  pool: Pick<ComfyPool, 'client' | 'socket' | 'acquire' | 'lease'>;
   /** this process's WebSocket client id, sent as client_id */
   clientId: string;
   analytics: AnalyticsSink;
@@ -72,8 +72,6 @@ export interface ProcessorDeps {
    * lose the notification. The delivery reads the job's final state when it runs.
    */
   notifyFinished?: (jobId: string, request: JobData['request']) => Promise<void>;
-  /** live hints from the instance's WebSocket, if any; polling stays the source of truth */
-  socket?: (url: string) => ComfySocket | undefined;
   fault?: (point: FaultPoint) => void;
   now?: () => number;
 }
@@ -161,8 +159,9 @@ export function createProcessor(deps: ProcessorDeps) {
     }
     const data = parsed.data as unknown as JobData;
     let state: JobState = data.state;
-    const client = () => deps.client(state.comfyuiUrl!);
-    const socket = () => (state.comfyuiUrl ? deps.socket?.(state.comfyuiUrl) : undefined);
+    const client = () => deps.pool.client(state.comfyuiUrl!);
+    const socket = () => (state.comfyuiUrl ? deps.pool.socket(state.comfyuiUrl) : undefined);
+    let lease: Lease | undefined;
 
     const save = async (next: JobState, line?: string) => {
       state = { ...next, updatedAt: now() };
@@ -278,7 +277,14 @@ export function createProcessor(deps: ProcessorDeps) {
       }
 
       if (kind.kind === 'fresh') {
-        const url = deps.pickInstance();
+        lease = deps.pool.acquire();
+        if (!lease) {
+          // every instance is down or full: try again later without using up an attempt
+          await job.log('no healthy ComfyUI instance with a free slot: waiting');
+          await job.moveToDelayed(now() + settings.healthIntervalMs, token);
+          throw new DelayedError();
+        }
+        const url = lease.url;
         const promptId = randomUUID();
         if (state.attempts === 0) {
           deps.analytics.capture('comfyui_job_started', data.request.userId ?? jobId, {
@@ -302,6 +308,7 @@ export function createProcessor(deps: ProcessorDeps) {
         log.info({ promptId, comfyuiUrl: url }, 'submitting prompt');
         await submit(false);
       } else {
+        lease = deps.pool.lease(state.comfyuiUrl!);
         const recovered = kind.reason !== 'retry';
         const lastAlive = state.handedOffAt ?? state.updatedAt ?? state.startedAt ?? pickedAt;
         await save(
@@ -324,8 +331,11 @@ export function createProcessor(deps: ProcessorDeps) {
       // ---- 3. follow until ComfyUI reports an outcome
       return await follow();
     } catch (err) {
-      if (err instanceof JobFailure || err instanceof WaitingError) throw err;
+      if (err instanceof JobFailure || err instanceof WaitingError || err instanceof DelayedError)
+        throw err;
       return await onError(err);
+    } finally {
+      lease?.release();
     }
 
     async function submit(resubmission: boolean): Promise<void> {

@@ -4,8 +4,7 @@ import { Worker, type RedisQueueBackend } from 'bullmq';
 import type { Server } from 'node:http';
 import { fanOutSink, type AnalyticsSink } from '../analytics';
 import { metricsSink, registerQueueDepth, serveMetrics, type Metrics } from '../metrics';
-import { ComfyClient } from '../comfy/client';
-import { ComfySocket } from '../comfy/socket';
+import { ComfyPool } from '../comfy/pool';
 import type { Config } from '../config';
 import type { Logger } from '../logger';
 import {
@@ -39,6 +38,7 @@ export type WorkerConfig = Pick<
   | 'jobTimeoutMs'
   | 'submitGraceMs'
   | 'comfyuiTimeoutMs'
+  | 'healthIntervalMs'
   | 'lockDurationMs'
   | 'stalledIntervalMs'
   | 'maxStalledCount'
@@ -77,28 +77,19 @@ export async function startImageWorker(
   const clientId = `comfyui-queue-${name}-${randomBytes(4).toString('hex')}`;
   const settings = { ...config, connectionName: `worker-${name}` };
 
-  const clients = new Map<string, ComfyClient>();
-  const client = (url: string) => {
-    let c = clients.get(url);
-    if (!c) {
-      const observe = deps.metrics
-        ? (route: string, ms: number, outcome: string) =>
-            deps.metrics!.comfyRequests.observe({ instance: url, route, outcome }, ms / 1000)
-        : undefined;
-      clients.set(url, (c = new ComfyClient(url, { timeoutMs: config.comfyuiTimeoutMs, observe })));
-    }
-    return c;
-  };
-  const sockets = new Map<string, ComfySocket>();
-  const socket = (url: string) => {
-    if (!config.comfyuiWebsocket) return undefined;
-    let s = sockets.get(url);
-    if (!s) sockets.set(url, (s = new ComfySocket({ baseUrl: url, clientId, log })));
-    return s;
-  };
-  for (const url of config.comfyuiUrls) socket(url);
-  let next = 0;
-  const pickInstance = () => config.comfyuiUrls[next++ % config.comfyuiUrls.length];
+  const pool = new ComfyPool({
+    urls: config.comfyuiUrls,
+    slotsPerInstance: config.workerConcurrency,
+    timeoutMs: config.comfyuiTimeoutMs,
+    healthIntervalMs: config.healthIntervalMs,
+    clientId,
+    websocket: config.comfyuiWebsocket,
+    log,
+    observe: deps.metrics
+      ? (url) => (route, ms, outcome) =>
+          deps.metrics!.comfyRequests.observe({ instance: url, route, outcome }, ms / 1000)
+      : undefined,
+  });
 
   const commands = createRedis(settings, 'worker');
   commands.on('error', (err) => log.warn({ err: err.message }, 'redis (commands) error'));
@@ -109,10 +100,8 @@ export async function startImageWorker(
 
   const processor = createProcessor({
     settings: config,
-    client,
-    pickInstance,
+    pool,
     clientId,
-    socket,
     analytics: deps.metrics
       ? fanOutSink(deps.analytics, metricsSink(deps.metrics))
       : deps.analytics,
@@ -220,7 +209,7 @@ export async function startImageWorker(
         await step('worker close', () => worker.close());
         stopCleaner();
         metricsServer?.close();
-        for (const s of sockets.values()) s.close();
+        pool.close();
         await step('queue close', () => queue.close());
         await step('subscriber quit', () => subscriber.quit());
         await step('commands quit', () => commands.quit());
