@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { ConfigError } from './errors';
+import { validateWebhookSecret } from './webhooks/signing';
 
 /**
  * Every setting the processes read, with its default and unit, in one place.
@@ -230,5 +231,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   if ((config.dashboardUser === undefined) !== (config.dashboardPassword === undefined)) {
     throw new ConfigError('DASHBOARD_USER and DASHBOARD_PASSWORD must be set together');
   }
+  if (config.webhookSecret) validateWebhookSecret(config.webhookSecret);
   return config;
 }

@@ -71,8 +71,7 @@ export type Metrics = ReturnType<typeof createMetrics>;
 /** Queue depth by state, read from Redis when scraped. */
 export function registerQueueDepth(
   metrics: Metrics,
-  name: string,
-  getCounts: () => Promise<Record<string, number>>,
+  queues: { name: string; getJobCounts: () => Promise<Record<string, number>> }[],
 ) {
   new Gauge({
     name: 'comfyui_queue_jobs',
@@ -80,8 +79,10 @@ export function registerQueueDepth(
     labelNames: ['queue', 'state'],
     registers: [metrics.registry],
     async collect() {
-      const counts = await getCounts();
-      for (const [state, n] of Object.entries(counts)) this.set({ queue: name, state }, n);
+      for (const q of queues) {
+        const counts = await q.getJobCounts();
+        for (const [state, n] of Object.entries(counts)) this.set({ queue: q.name, state }, n);
+      }
     },
   });
 }

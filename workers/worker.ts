@@ -1,13 +1,14 @@
 /**
- * Worker process entry: reads the config, wires the worker, owns the signals.
- * First SIGTERM/SIGINT: stop taking jobs and hand active ones back (bounded by
- * SHUTDOWN_TIMEOUT_MS). A second signal exits at once.
+ * Worker process entry: reads the config, wires the image worker and the webhook worker,
+ * owns the signals. First SIGTERM/SIGINT: stop taking jobs and hand active ones back
+ * (bounded by SHUTDOWN_TIMEOUT_MS). A second signal exits at once.
  */
-import { logAnalyticsSink } from '../src/analytics';
+import { createAnalytics } from '../src/analytics-posthog';
 import { loadConfig } from '../src/config';
 import { createLogger } from '../src/logger';
 import { createMetrics } from '../src/metrics';
 import { describeRedis } from '../src/redis';
+import { createNotifyFinished, startWebhookWorker } from '../src/webhooks';
 import { startImageWorker } from '../src/worker/worker';
 
 async function main() {
@@ -18,7 +19,8 @@ async function main() {
     name: 'worker',
   });
   log.info({ redis: describeRedis(config) }, 'starting worker');
-  const analytics = logAnalyticsSink(log);
+  const metrics = createMetrics();
+  const analytics = createAnalytics(config, log);
   const fault = config.crashAt
     ? (point: string) => {
         if (point === config.crashAt) {
@@ -27,11 +29,14 @@ async function main() {
         }
       }
     : undefined;
+  const notify = createNotifyFinished(config);
+  const webhooks = await startWebhookWorker(config, { log, metrics });
   const worker = await startImageWorker(config, {
     log,
     analytics,
     fault,
-    metrics: createMetrics(),
+    metrics,
+    notifyFinished: notify.notifyFinished,
   });
 
   let stopping = false;
@@ -47,10 +52,20 @@ async function main() {
       process.exit(1);
     }, config.shutdownTimeoutMs);
     timer.unref();
-    void worker
-      .close()
-      .then(() => analytics.close())
-      .then(() => process.exit(0));
+    const step = (what: string, fn: () => Promise<unknown>) =>
+      fn().catch((err: unknown) =>
+        log.warn(
+          { err: err instanceof Error ? err.message : String(err) },
+          `shutdown: ${what} failed`,
+        ),
+      );
+    void (async () => {
+      await step('image worker', () => worker.close());
+      await step('webhook worker', () => webhooks.close());
+      await step('webhook queue', () => notify.close());
+      await step('analytics flush', () => analytics.close());
+      process.exit(0);
+    })();
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));

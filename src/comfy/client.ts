@@ -50,15 +50,21 @@ export class ComfyClient {
     init: RequestInit = {},
     timeoutMs = this.opts.timeoutMs,
   ): Promise<Response> {
+    const started = performance.now();
+    // the route without ids, for metrics
+    const route = `${init.method ?? 'GET'} ${path.replace(/^\/(history|view)[/?].*$/, '/$1')}`;
     let res: Response;
     try {
       res = await fetch(this.baseUrl + path, { ...init, signal: AbortSignal.timeout(timeoutMs) });
     } catch (err) {
+      this.opts.observe?.(route, performance.now() - started, 'unreachable');
       if (err instanceof DOMException && err.name === 'TimeoutError') {
         throw new ComfyUnreachableError(this.baseUrl, path, { timeoutMs });
       }
       throw new ComfyUnreachableError(this.baseUrl, path, { cause: err });
     }
+    const ok = res.ok || res.status === 400 || res.status === 409;
+    this.opts.observe?.(route, performance.now() - started, ok ? 'ok' : 'http_error');
     return res;
   }
 

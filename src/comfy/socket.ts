@@ -189,7 +189,10 @@ export class ComfySocket {
       case 'progress':
         t.value = Number(data.value);
         t.max = Number(data.max);
-        if (typeof data.node === 'string') t.current = data.node;
+        if (typeof data.node === 'string') {
+          t.current = data.node;
+          t.started.add(data.node);
+        }
         this.events.emit(promptId, 'progress');
         return;
       case 'execution_start':

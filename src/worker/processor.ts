@@ -342,6 +342,7 @@ export function createProcessor(deps: ProcessorDeps) {
       const promptId = state.promptId!;
       if (!data.workflow)
         await fail({ code: 'invalid_job_data', message: 'the job has no workflow to submit' });
+      socket()?.track(promptId, Object.keys(data.workflow ?? {}).length); // before the POST: no event missed
       const r = await client().submit({
         prompt: data.workflow,
         promptId,
@@ -384,6 +385,7 @@ export function createProcessor(deps: ProcessorDeps) {
     }
 
     async function follow(): Promise<JobResult> {
+      socket()?.track(state.promptId!, Object.keys(data.workflow ?? {}).length);
       const deadline = (state.startedAt ?? now()) + settings.jobTimeoutMs;
       let absentSince: number | undefined;
       for (;;) {
@@ -448,7 +450,6 @@ export function createProcessor(deps: ProcessorDeps) {
     async function waitForNextCheck(): Promise<void> {
       const ws = socket();
       if (!ws) return sleep(settings.pollIntervalMs, signal);
-      ws.track(state.promptId!, Object.keys(data.workflow ?? {}).length);
       const interval = ws.healthy
         ? Math.max(settings.pollIntervalMs, Math.min(5 * settings.pollIntervalMs, 5_000))
         : settings.pollIntervalMs;

@@ -19,7 +19,7 @@ import {
   type JobResult,
 } from '../queue';
 import { createRedis, redisOptions } from '../redis';
-import { ABORT, createProcessor, type FaultPoint } from './processor';
+import { ABORT, createProcessor, type FaultPoint, type ProcessorDeps } from './processor';
 
 export type WorkerConfig = Pick<
   Config,
@@ -54,6 +54,8 @@ export interface WorkerDeps {
   analytics: AnalyticsSink;
   /** when given, job events feed it and it is served on METRICS_PORT */
   metrics?: Metrics;
+  /** enqueues a webhook delivery for jobs that have a webhookUrl (src/webhooks) */
+  notifyFinished?: ProcessorDeps['notifyFinished'];
   fault?: (point: FaultPoint) => void;
 }
 
@@ -109,6 +111,7 @@ export async function startImageWorker(
     isCancelRequested: async (jobId) =>
       (await commands.hget(jobKey(config, jobId), CANCEL_FIELD)) !== null,
     fault: deps.fault,
+    notifyFinished: deps.notifyFinished,
   });
 
   const worker = new Worker<JobData, JobResult, string, RedisQueueBackend, JobProgress>(
@@ -173,7 +176,7 @@ export async function startImageWorker(
 
   let metricsServer: Server | undefined;
   if (deps.metrics) {
-    registerQueueDepth(deps.metrics, config.queueName, () => queue.getJobCounts());
+    registerQueueDepth(deps.metrics, [queue]);
     metricsServer = await serveMetrics(deps.metrics, config.metricsPort, log);
   }
 

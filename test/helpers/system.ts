@@ -11,7 +11,7 @@ import {
   type Workflow,
 } from '../../src/queue';
 import { redisOptions } from '../../src/redis';
-import { startImageWorker, type ImageWorker } from '../../src/worker/worker';
+import { startImageWorker, type ImageWorker, type WorkerDeps } from '../../src/worker/worker';
 import { createSimulator, type Simulator, type SimulatorOptions } from '../../src/simulator/server';
 import { startRedis, type RedisServer } from './redis-server';
 
@@ -37,7 +37,7 @@ export interface TestSystem {
   queue: ImageQueue;
   events: QueueEvents;
   enqueue(workflow: Workflow, opts?: { jobType?: string; userId?: string }): Promise<string>;
-  startWorker(overrides?: Record<string, string>): Promise<ImageWorker>;
+  startWorker(overrides?: Record<string, string>, deps?: Partial<WorkerDeps>): Promise<ImageWorker>;
   close(): Promise<void>;
 }
 
@@ -63,6 +63,7 @@ export async function startSystem(
     prefix: config.queuePrefix,
   });
   await events.waitUntilReady();
+  events.setMaxListeners(200);
   const workers: ImageWorker[] = [];
   return {
     redis,
@@ -78,10 +79,10 @@ export async function startSystem(
       );
       return job.id!;
     },
-    async startWorker(overrides = {}) {
+    async startWorker(overrides = {}, deps = {}) {
       const c = loadConfig({ ...env, ...overrides });
       const log = createLogger({ logLevel: c.logLevel });
-      const w = await startImageWorker(c, { log, analytics: logAnalyticsSink(log) });
+      const w = await startImageWorker(c, { log, analytics: logAnalyticsSink(log), ...deps });
       workers.push(w);
       return w;
     },

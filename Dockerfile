@@ -1,0 +1,30 @@
+# syntax=docker/dockerfile:1
+# One image for every process: the API (default), the worker and the ComfyUI simulator.
+#   docker build -t comfyui-queue .
+#   docker run -e REDIS_URL=… -p 3000:3000 comfyui-queue                  # API
+#   docker run -e REDIS_URL=… -e COMFYUI_URL=… comfyui-queue node dist/workers/worker.js
+ARG NODE_VERSION=22
+
+# --- build: all dependencies, TypeScript compiled to dist/ ---------------------------------
+FROM node:${NODE_VERSION}-bookworm-slim AS build
+WORKDIR /app
+COPY package.json package-lock.json ./
+RUN npm ci --no-audit --no-fund
+COPY . .
+RUN npm run build
+
+# --- runtime: production dependencies and compiled JavaScript only --------------------------
+FROM node:${NODE_VERSION}-bookworm-slim AS runtime
+ENV NODE_ENV=production
+WORKDIR /app
+COPY package.json package-lock.json ./
+RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force
+COPY --from=build /app/dist ./dist
+# files read at run time that tsc does not emit (the simulator's node catalogue)
+COPY --from=build /app/src/simulator/object-info.json ./dist/src/simulator/object-info.json
+COPY bin ./bin
+# the image's `node` user (uid 1000): nothing here runs as root
+USER node
+EXPOSE 3000
+# node directly (not npm) so SIGTERM reaches the process and its graceful shutdown
+CMD ["node", "dist/src/bin/api.js"]

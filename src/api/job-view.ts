@@ -1,0 +1,215 @@
+import { z } from 'zod';
+import { compareNodeIds } from '../comfy/protocol';
+import { ERROR_CODES } from '../errors';
+import type { JobOutput, JobState } from '../job-state';
+import type { JobData, JobProgress } from '../queue';
+
+/**
+ * The one mapping from what Redis holds about a job (BullMQ's state, our JobState, the
+ * failed reason, the cancel mark) to the public job view and status (DESIGN "HTTP API").
+ * Pure: no Redis here, so every case is unit-tested.
+ */
+
+export const PUBLIC_STATUSES = [
+  'queued',
+  'submitted',
+  'running',
+  'completed',
+  'failed',
+  'cancelled',
+] as const;
+export type PublicStatus = (typeof PUBLIC_STATUSES)[number];
+export const TERMINAL_STATUSES: readonly PublicStatus[] = ['completed', 'failed', 'cancelled'];
+export const isTerminalStatus = (s: PublicStatus) => TERMINAL_STATUSES.includes(s);
+
+const iso = z.iso.datetime();
+export const JobViewSchema = z.strictObject({
+  id: z.string(),
+  status: z.enum(PUBLIC_STATUSES),
+  jobType: z.string(),
+  userId: z.string().nullable(),
+  createdAt: iso,
+  startedAt: iso.optional(),
+  finishedAt: iso.optional(),
+  promptId: z.string().optional(),
+  progress: z.strictObject({
+    percent: z.number().min(0).max(100),
+    value: z.number().optional(),
+    max: z.number().optional(),
+    node: z.string().optional(),
+    queuePosition: z.int().min(0).optional().describe('jobs ahead of this one'),
+  }),
+  outputs: z
+    .array(
+      z.strictObject({
+        nodeId: z.string(),
+        filename: z.string(),
+        subfolder: z.string(),
+        type: z.string(),
+        url: z.string().describe('/v1/jobs/{id}/outputs/{n}'),
+      }),
+    )
+    .optional(),
+  error: z
+    .strictObject({
+      code: z.string().describe(`one of ${ERROR_CODES.join(', ')}, or internal_error`),
+      message: z.string(),
+      nodeId: z.string().optional(),
+      nodeType: z.string().optional(),
+    })
+    .optional(),
+  attempts: z.int().min(0).describe('times a worker started the job'),
+  recoveries: z.int().min(0).describe('resumptions after a crash or a hand-off'),
+  metadata: z.record(z.string(), z.unknown()).optional(),
+});
+export type JobView = z.infer<typeof JobViewSchema>;
+export type JobViewError = NonNullable<JobView['error']>;
+
+/** BullMQ's job states as `job.getState()` names them. */
+export type BullState =
+  'waiting' | 'delayed' | 'prioritized' | 'waiting-children' | 'active' | 'completed' | 'failed';
+
+/** Everything the view is made from, as read from Redis. */
+export interface JobSnapshot {
+  id: string;
+  bullState: BullState;
+  /** job.data: normally JobData, but read defensively (older versions, corruption) */
+  data: unknown;
+  progress: unknown;
+  returnvalue: unknown;
+  failedReason?: string;
+  /** BullMQ's job.timestamp / processedOn / finishedOn (epoch ms) */
+  timestamp: number;
+  processedOn?: number;
+  finishedOn?: number;
+  attemptsStarted?: number;
+  /** the `cancelRequested` field of the job hash (ISO time), if a cancel was requested */
+  cancelRequestedAt?: string;
+  /** jobs ahead in BullMQ's queue, for waiting/prioritized jobs */
+  queuePosition?: number;
+}
+
+const STALLED_REASON = /stalled more than allowable limit/i;
+const CODED_REASON = /^([a-z_]+): ([\s\S]*)$/;
+
+/** A failure's public error when the JobState has none (the worker died before saving it). */
+export function errorFromFailedReason(reason: string | undefined): JobViewError {
+  const text = reason ?? 'the job failed without a reason';
+  const m = CODED_REASON.exec(text);
+  if (m && (ERROR_CODES as readonly string[]).includes(m[1])) return { code: m[1], message: m[2] };
+  if (STALLED_REASON.test(text)) return { code: 'stalled', message: text };
+  return { code: 'internal_error', message: text };
+}
+
+function stateOf(data: unknown): Partial<JobState> {
+  const s = (data as Partial<JobData> | null)?.state;
+  return s && typeof s === 'object' ? s : {};
+}
+
+/** The public status, from BullMQ's state, the JobState, the failed reason and the cancel mark. */
+export function publicStatus(s: JobSnapshot): PublicStatus {
+  const state = stateOf(s.data);
+  if (s.bullState === 'completed') return 'completed';
+  if (s.bullState === 'failed') {
+    const code = state.error?.code ?? errorFromFailedReason(s.failedReason).code;
+    return state.status === 'cancelled' || code === 'cancelled' ? 'cancelled' : 'failed';
+  }
+  // the worker saved an outcome but BullMQ has not moved the job yet
+  if (state.status === 'completed' || state.status === 'failed' || state.status === 'cancelled') {
+    return state.status;
+  }
+  if (s.cancelRequestedAt !== undefined) return 'cancelled';
+  if (s.bullState === 'active') {
+    if (state.status === 'running') return 'running';
+    if (state.status === 'submitting' || state.status === 'submitted') return 'submitted';
+  }
+  return 'queued';
+}
+
+const isoTime = (ms: number | undefined) =>
+  ms !== undefined && Number.isFinite(ms) ? new Date(ms).toISOString() : undefined;
+
+function outputsOf(s: JobSnapshot, state: Partial<JobState>): JobOutput[] | undefined {
+  const fromResult = (s.returnvalue as { outputs?: JobOutput[] } | null)?.outputs;
+  const outputs = Array.isArray(fromResult) ? fromResult : state.outputs;
+  if (!Array.isArray(outputs)) return undefined;
+  // node-id order; Array.prototype.sort is stable, so file order within a node stays
+  return [...outputs].sort((a, b) => compareNodeIds(String(a.nodeId), String(b.nodeId)));
+}
+
+function progressOf(s: JobSnapshot, status: PublicStatus): JobView['progress'] {
+  const raw = s.progress;
+  const p: Partial<JobProgress> =
+    typeof raw === 'number' ? { percent: raw } : raw && typeof raw === 'object' ? raw : {};
+  const num = (v: unknown) => (typeof v === 'number' && Number.isFinite(v) ? v : undefined);
+  const percent = status === 'completed' ? 100 : Math.min(100, Math.max(0, num(p.percent) ?? 0));
+  const view: JobView['progress'] = { percent };
+  if (num(p.value) !== undefined) view.value = num(p.value);
+  if (num(p.max) !== undefined) view.max = num(p.max);
+  if (typeof p.node === 'string') view.node = p.node;
+  if (status === 'queued' && s.queuePosition !== undefined) view.queuePosition = s.queuePosition;
+  else if (status === 'submitted' && num(p.queuePosition) !== undefined) {
+    view.queuePosition = num(p.queuePosition);
+  }
+  return view;
+}
+
+/** The public job view (DESIGN "GET /v1/jobs/:id"); `base` is the jobs URL prefix. */
+export function toJobView(s: JobSnapshot, base = '/v1/jobs'): JobView {
+  const data = (s.data ?? {}) as Partial<JobData>;
+  const request = data.request ?? { jobType: 'unknown' };
+  const state = stateOf(s.data);
+  const status = publicStatus(s);
+  const view: JobView = {
+    id: s.id,
+    status,
+    jobType: typeof request.jobType === 'string' ? request.jobType : 'unknown',
+    userId: typeof request.userId === 'string' ? request.userId : null,
+    createdAt: isoTime(state.createdAt ?? s.timestamp) ?? new Date(0).toISOString(),
+    progress: progressOf(s, status),
+    attempts: Math.max(state.attempts ?? 0, s.attemptsStarted ?? 0),
+    recoveries: state.recoveries ?? 0,
+  };
+  const startedAt = isoTime(state.startedAt ?? s.processedOn);
+  if (startedAt) view.startedAt = startedAt;
+  if (state.promptId) view.promptId = state.promptId;
+
+  if (isTerminalStatus(status)) {
+    const finished = isoTime(state.finishedAt ?? s.finishedOn);
+    const cancelAt = s.cancelRequestedAt && !Number.isNaN(Date.parse(s.cancelRequestedAt));
+    if (finished) view.finishedAt = finished;
+    else if (cancelAt) view.finishedAt = new Date(s.cancelRequestedAt!).toISOString();
+  }
+  if (status === 'completed') {
+    const outputs = outputsOf(s, state);
+    if (outputs) {
+      view.outputs = outputs.map((o, n) => ({
+        nodeId: String(o.nodeId),
+        filename: String(o.filename),
+        subfolder: String(o.subfolder ?? ''),
+        type: String(o.type),
+        url: `${base}/${encodeURIComponent(s.id)}/outputs/${n}`,
+      }));
+    }
+  } else if (status === 'failed' || status === 'cancelled') {
+    view.error = errorOf(s, state, status);
+  }
+  if (request.metadata && typeof request.metadata === 'object') view.metadata = request.metadata;
+  return view;
+}
+
+function errorOf(s: JobSnapshot, state: Partial<JobState>, status: PublicStatus): JobViewError {
+  const e = state.error;
+  if (e && typeof e.code === 'string') {
+    const out: JobViewError = { code: e.code, message: String(e.message ?? '') };
+    if (e.nodeId !== undefined) out.nodeId = String(e.nodeId);
+    if (e.nodeType !== undefined) out.nodeType = String(e.nodeType);
+    return out;
+  }
+  if (s.bullState === 'failed') {
+    const fromReason = errorFromFailedReason(s.failedReason);
+    if (status === 'cancelled') return { code: 'cancelled', message: fromReason.message };
+    return fromReason;
+  }
+  return { code: 'cancelled', message: 'cancelled by request' };
+}

@@ -1,0 +1,145 @@
+import { z } from 'zod';
+import { JobViewSchema, PUBLIC_STATUSES } from './job-view';
+import { CreateJobSchema } from './schemas';
+
+/**
+ * The OpenAPI 3.1 document, generated from the same zod schemas that validate requests
+ * (3.1 uses JSON Schema 2020-12, zod's default target), so it cannot drift from the code.
+ */
+
+const ErrorSchema = z.strictObject({
+  error: z.strictObject({
+    code: z.string(),
+    message: z.string(),
+    details: z.array(z.strictObject({ path: z.string(), message: z.string() })).optional(),
+  }),
+});
+
+const LinksSchema = z.strictObject({ self: z.string(), events: z.string() });
+const AcceptedSchema = z.strictObject({
+  id: z.string(),
+  status: z.enum(PUBLIC_STATUSES),
+  links: LinksSchema,
+});
+const CancelledSchema = z.strictObject({ id: z.string(), status: z.literal('cancelled') });
+
+function schema(s: z.ZodType, io: 'input' | 'output') {
+  const json = z.toJSONSchema(s, { io, unrepresentable: 'any' }) as Record<string, unknown>;
+  delete json.$schema;
+  return json;
+}
+
+const ref = (name: string) => ({ $ref: `#/components/schemas/${name}` });
+const json = (name: string) => ({ content: { 'application/json': { schema: ref(name) } } });
+const error = (description: string) => ({ description, ...json('Error') });
+
+const jobId = { name: 'id', in: 'path', required: true, schema: { type: 'string' } };
+const common = {
+  '401': error('unauthorized: missing or invalid API key'),
+  '503': error('queue_unavailable: Redis did not answer within 2 s'),
+};
+
+export function buildOpenApiDocument(opts: { version: string; auth: boolean }) {
+  return {
+    openapi: '3.1.0',
+    info: {
+      title: 'comfyui-queue',
+      version: opts.version,
+      description: 'Crash-safe BullMQ job runner for ComfyUI workflows.',
+    },
+    components: {
+      schemas: {
+        CreateJob: schema(CreateJobSchema, 'input'),
+        Accepted: schema(AcceptedSchema, 'output'),
+        Cancelled: schema(CancelledSchema, 'output'),
+        JobView: schema(JobViewSchema, 'output'),
+        Error: schema(ErrorSchema, 'output'),
+      },
+      securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } },
+    },
+    ...(opts.auth ? { security: [{ bearer: [] }] } : {}),
+    paths: {
+      '/v1/jobs': {
+        post: {
+          summary: 'Enqueue a ComfyUI workflow',
+          requestBody: { required: true, ...json('CreateJob') },
+          responses: {
+            '200': {
+              description: 'the same idempotencyKey again: the existing job',
+              ...json('Accepted'),
+            },
+            '202': { description: 'queued', ...json('Accepted') },
+            '400': error('invalid_json or invalid_request (details: one entry per bad field)'),
+            '413': error('payload_too_large: body over 5 MB'),
+            '415': error('unsupported_media_type: the body must be application/json'),
+            ...common,
+          },
+        },
+      },
+      '/v1/jobs/{id}': {
+        get: {
+          summary: 'The job view',
+          parameters: [jobId],
+          responses: {
+            '200': { description: 'the job', ...json('JobView') },
+            '404': error('not_found'),
+            ...common,
+          },
+        },
+        delete: {
+          summary: 'Cancel the job',
+          parameters: [jobId],
+          responses: {
+            '202': {
+              description: 'cancel requested; the job reads as cancelled',
+              ...json('Cancelled'),
+            },
+            '404': error('not_found'),
+            '409': error('already_finished'),
+            ...common,
+          },
+        },
+      },
+      '/v1/jobs/{id}/events': {
+        get: {
+          summary:
+            'Server-Sent Events: progress, completed, failed, cancelled (data: the job view)',
+          parameters: [jobId],
+          responses: {
+            '200': {
+              description: 'an event stream ending at a terminal state',
+              content: { 'text/event-stream': {} },
+            },
+            '404': error('not_found'),
+            ...common,
+          },
+        },
+      },
+      '/v1/jobs/{id}/outputs/{n}': {
+        get: {
+          summary: "The n-th output file, streamed from ComfyUI's /view",
+          parameters: [
+            jobId,
+            { name: 'n', in: 'path', required: true, schema: { type: 'integer', minimum: 0 } },
+          ],
+          responses: {
+            '200': { description: 'the file, with ComfyUI’s content type' },
+            '404': error('not_found'),
+            '502': error('comfyui_unreachable: the ComfyUI instance that made it did not answer'),
+            ...common,
+          },
+        },
+      },
+      '/healthz': {
+        get: { summary: 'Liveness', security: [], responses: { '200': { description: 'alive' } } },
+      },
+      '/readyz': {
+        get: {
+          summary: 'Readiness: Redis PING within 1 s',
+          security: [],
+          responses: { '200': { description: 'ready' }, '503': error('queue_unavailable') },
+        },
+      },
+    },
+  };
+}

@@ -1,0 +1,177 @@
+import { once } from 'node:events';
+import { QueueEvents } from 'bullmq';
+import type IORedis from 'ioredis';
+import { ComfyClient } from '../comfy/client';
+import type { Config } from '../config';
+import type { Logger } from '../logger';
+import { cancelChannel, createImageQueue, startRetentionCleaner, type ImageQueue } from '../queue';
+import { createRedis, describeRedis, redisOptions } from '../redis';
+import { createJobEventHub, type JobEventHub } from './sse';
+import { createJobStore, type JobStore } from './store';
+
+/**
+ * The connections and long-lived objects of one API process, created in order and closed
+ * in reverse: the producer Queue and a fail-fast client (requests), ONE QueueEvents and a
+ * cancel-channel subscriber (SSE), the retention cleaner. Whoever calls this owns close().
+ */
+
+export type ApiConfig = Pick<
+  Config,
+  | 'redisUrl'
+  | 'redisFamily'
+  | 'queueName'
+  | 'queuePrefix'
+  | 'retentionMs'
+  | 'cleanIntervalMs'
+  | 'jobAttempts'
+  | 'retryBackoffMs'
+  | 'comfyuiTimeoutMs'
+>;
+
+export interface ApiServices {
+  queue: ImageQueue;
+  redis: IORedis;
+  queueEvents: QueueEvents;
+  store: JobStore;
+  hub: JobEventHub;
+  comfy: (baseUrl: string) => ComfyClient;
+  /** ends SSE streams, stops the cleaner, closes every connection; safe to call twice */
+  close(): Promise<void>;
+}
+
+/** Each close step's bound: with Redis down, BullMQ's close() can wait for an 'end' that never comes. */
+const CLOSE_STEP_MS = 2_000;
+
+async function bounded(work: Promise<unknown> | void, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    await Promise.race([
+      work,
+      new Promise((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms`)), ms);
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Logs at most one line per `everyMs` for a recurring error (a Redis outage repeats every 2 s). */
+function throttled(log: Logger, what: string, everyMs = 10_000) {
+  let last = 0;
+  return (err: Error) => {
+    const now = Date.now();
+    if (now - last < everyMs) return;
+    last = now;
+    log.warn({ err: err.message }, `redis (${what}) error`);
+  };
+}
+
+export async function createApiServices(config: ApiConfig, log: Logger): Promise<ApiServices> {
+  const settings = { ...config, connectionName: `api-${process.pid}` };
+  const closers: Array<[string, () => Promise<unknown> | void]> = [];
+  const queue = createImageQueue(config, 'producer');
+  queue.on('error', throttled(log, 'queue'));
+  closers.unshift([
+    'queue',
+    async () => {
+      try {
+        await queue.close();
+      } catch (err) {
+        void queue.disconnect().catch(() => {}); // QUIT failed (Redis down): stop reconnecting
+        throw err;
+      }
+    },
+  ]);
+  const redis = createRedis(settings, 'producer');
+  redis.on('error', throttled(log, 'commands'));
+  closers.unshift(['redis', () => quit(redis)]);
+  let closing: Promise<void> | undefined;
+  const close = () =>
+    (closing ??= (async () => {
+      for (const [what, fn] of closers) {
+        try {
+          await bounded(fn(), CLOSE_STEP_MS);
+        } catch (err) {
+          log.warn(
+            { err: err instanceof Error ? err.message : String(err) },
+            `shutdown: closing ${what} failed`,
+          );
+        }
+      }
+    })());
+
+  try {
+    // Redis must be up before we listen: wait (reconnecting every ≤ 2 s), saying so
+    const waiting = setTimeout(
+      () => log.warn({ redis: describeRedis(config) }, 'waiting for Redis to accept connections'),
+      2_000,
+    );
+    try {
+      await queue.waitUntilReady();
+      if (redis.status !== 'ready') await once(redis, 'ready');
+    } finally {
+      clearTimeout(waiting);
+    }
+
+    // SSE: one QueueEvents (a blocking XREAD connection that waits out outages)
+    const queueEvents = new QueueEvents(config.queueName, {
+      connection: redisOptions(settings, 'worker'),
+      prefix: config.queuePrefix,
+    });
+    queueEvents.on('error', throttled(log, 'events'));
+    closers.unshift(['queue events', () => queueEvents.close()]);
+    await queueEvents.waitUntilReady();
+
+    const cancels = createRedis(settings, 'subscriber');
+    cancels.on('error', throttled(log, 'cancel subscriber'));
+    closers.unshift(['cancel subscriber', () => quit(cancels)]);
+    await cancels.subscribe(cancelChannel(config));
+
+    const hub = createJobEventHub(queueEvents, cancels);
+    closers.unshift(['event streams', () => hub.close()]);
+
+    const stopCleaner = startRetentionCleaner(
+      queue,
+      config.retentionMs,
+      config.cleanIntervalMs,
+      (err) =>
+        log.warn(
+          { err: err instanceof Error ? err.message : String(err) },
+          'retention clean failed; will retry',
+        ),
+    );
+    closers.unshift(['retention cleaner', stopCleaner]);
+
+    const clients = new Map<string, ComfyClient>();
+    const comfy = (url: string) => {
+      let c = clients.get(url);
+      if (!c) clients.set(url, (c = new ComfyClient(url, { timeoutMs: config.comfyuiTimeoutMs })));
+      return c;
+    };
+
+    const store = createJobStore({ queue, redis, settings: config });
+    return { queue, redis, queueEvents, store, hub, comfy, close };
+  } catch (err) {
+    await close();
+    throw err;
+  }
+}
+
+/** QUIT, or drop the socket if Redis does not answer (it may be the thing that is down). */
+async function quit(client: IORedis): Promise<void> {
+  if (client.status === 'end') return;
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    await Promise.race([
+      client.quit(),
+      new Promise((_, reject) => {
+        timer = setTimeout(() => reject(new Error('QUIT timed out')), 1_000);
+      }),
+    ]);
+  } catch {
+    client.disconnect();
+  } finally {
+    clearTimeout(timer);
+  }
+}

@@ -1,0 +1,192 @@
+/**
+ * `npm start`: everything on one machine with no configuration. Starts a local redis-server
+ * (unless REDIS_URL), the ComfyUI simulator (unless COMFYUI_URL), the API with the dashboard
+ * and one worker; prints the URLs once all are ready. SIGINT/SIGTERM stops them in order
+ * (API and worker, then simulator, then Redis); a second signal kills them at once. If a
+ * child dies on its own, the rest is stopped and the exit code is 1.
+ * DATA_DIR (default ./.data) holds the local Redis data and the simulator's output files.
+ */
+import { randomBytes } from 'node:crypto';
+import { extname, join, resolve } from 'node:path';
+import { loadConfig } from '../config';
+import { redactRedisUrl } from '../redis';
+import { describeExit, StartError, type ManagedChild } from '../run/child';
+import { EXIT_WITH_PARENT_IMPORT } from '../run/exit-with-parent';
+import { freePort, isPortFree } from '../run/ports';
+import { startLocalRedis } from '../run/redis-local';
+import { createSupervisor, type Supervisor } from '../run/supervisor';
+
+const ROOT = join(__dirname, '..', '..');
+/** `.ts` under tsx, `.js` once built into dist/: children are started the same way. */
+const EXT = extname(__filename);
+const READY_TIMEOUT_MS = 60_000;
+const STAGE = { app: 0, simulator: 1, redis: 2 };
+const TTY = process.stdout.isTTY;
+const COLORS: Record<string, number> = { start: 1, redis: 31, simulator: 35, api: 36, worker: 32 };
+
+function print(name: string, line: string) {
+  const label = name.padEnd(9);
+  process.stdout.write(`${TTY ? `\x1b[${COLORS[name] ?? 0}m${label}\x1b[0m` : label} | ${line}\n`);
+}
+const say = (message: string) => print('start', message);
+
+/** A node child: `node [--import tsx] --import exit-with-parent <file>`, cwd the repo. */
+function spawnNode(
+  s: Supervisor,
+  name: string,
+  file: string,
+  env: NodeJS.ProcessEnv,
+  stage: number,
+  stopMs: number,
+) {
+  const args = [
+    ...(EXT === '.ts' ? ['--import', 'tsx'] : []),
+    '--import',
+    EXIT_WITH_PARENT_IMPORT,
+    join(ROOT, `${file}${EXT}`),
+  ];
+  return s.spawn({ name, command: process.execPath, args, env, cwd: ROOT }, stage, stopMs);
+}
+
+function withTimeout<T>(what: string, p: Promise<T>): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    const message = `${what} was not ready within ${READY_TIMEOUT_MS / 1000} s`;
+    timer = setTimeout(() => reject(new StartError(message)), READY_TIMEOUT_MS);
+  });
+  return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
+}
+
+/** Polls /readyz (no event crosses the process boundary) until 200 or the API exits. */
+async function waitReady(url: string, api: ManagedChild): Promise<void> {
+  while (api.isRunning()) {
+    try {
+      if ((await fetch(url, { signal: AbortSignal.timeout(1_000) })).ok) return;
+    } catch {
+      // not listening yet
+    }
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  throw new StartError(`api stopped (${describeExit(await api.exited)}) before it was ready`);
+}
+
+async function startAll(s: Supervisor, env: NodeJS.ProcessEnv): Promise<string[]> {
+  const apiPort = loadConfig({ PORT: env.PORT }).port;
+  if (!(await isPortFree(apiPort))) {
+    throw new StartError(`port ${apiPort} is already in use: stop what listens there or set PORT`);
+  }
+  const generated = !env.DASHBOARD_USER && !env.DASHBOARD_PASSWORD;
+  const user = env.DASHBOARD_USER || 'admin';
+  const password = env.DASHBOARD_PASSWORD || randomBytes(12).toString('base64url');
+  const base = { ...env, LOG_PRETTY: env.LOG_PRETTY ?? '1' };
+  const dataDir = resolve(env.DATA_DIR?.trim() || '.data');
+
+  const [redis, comfy] = await Promise.all([
+    (async () => {
+      if (env.REDIS_URL) return { url: env.REDIS_URL, where: 'from REDIS_URL' };
+      const spawn = (spec: Parameters<Supervisor['spawn']>[0]) =>
+        s.spawn(spec, STAGE.redis, 10_000);
+      const local = await startLocalRedis({ dataDir, pathEnv: env.PATH ?? '', env, spawn });
+      return { url: local.url, where: `data in ${local.dir}` };
+    })(),
+    (async () => {
+      if (env.COMFYUI_URL) return { url: env.COMFYUI_URL, note: '' };
+      const port = await freePort();
+      // outputs under DATA_DIR, like a real ComfyUI's output folder: they outlive a restart
+      const simEnv = {
+        ...base,
+        PORT: String(port),
+        SIM_OUTPUT_DIR: join(dataDir, 'simulator-output'),
+      };
+      const sim = spawnNode(s, 'simulator', 'src/bin/simulator', simEnv, STAGE.simulator, 5_000);
+      await withTimeout('the simulator', sim.waitForLine(/ComfyUI simulator listening on/));
+      return { url: `http://127.0.0.1:${port}`, note: '  (simulator)' };
+    })(),
+  ]);
+
+  const shared = { ...base, REDIS_URL: redis.url, COMFYUI_URL: comfy.url };
+  const apiEnv = {
+    ...shared,
+    PORT: String(apiPort),
+    DASHBOARD_USER: user,
+    DASHBOARD_PASSWORD: password,
+  };
+  const workerEnv = { ...shared, METRICS_PORT: env.METRICS_PORT ?? String(await freePort()) };
+  // a bad variable fails here with a message naming it, before any child reads it
+  loadConfig(apiEnv);
+  // both bound their own shutdown by SHUTDOWN_TIMEOUT_MS; SIGKILL only after that, plus margin
+  const stopMs = loadConfig(workerEnv).shutdownTimeoutMs + 5_000;
+  const api = spawnNode(s, 'api', 'src/bin/api', apiEnv, STAGE.app, stopMs);
+  const worker = spawnNode(s, 'worker', 'workers/worker', workerEnv, STAGE.app, stopMs);
+  const apiUrl = `http://127.0.0.1:${apiPort}`;
+  await Promise.all([
+    withTimeout('the API', waitReady(`${apiUrl}/readyz`, api)),
+    withTimeout('the worker', worker.waitForLine(/worker ready/)),
+  ]);
+
+  const credentials = generated
+    ? `user ${user}, password ${password}; generated: set DASHBOARD_USER/DASHBOARD_PASSWORD to choose`
+    : 'user and password from DASHBOARD_USER/DASHBOARD_PASSWORD';
+  return [
+    'comfyui-queue is ready',
+    `  API        ${apiUrl}`,
+    `  Dashboard  ${apiUrl}/admin/queues  (${credentials})`,
+    `  ComfyUI    ${comfy.url}${comfy.note}`,
+    `  Redis      ${redactRedisUrl(redis.url)}  (${redis.where})`,
+    `  PIDs       ${s
+      .children()
+      .filter((c) => c.isRunning())
+      .map((c) => `${c.name}=${c.pid}`)
+      .join(' ')}`,
+    `  Try        npm run cli -- submit examples/tiny.json --wait --api ${apiUrl}`,
+    'Ctrl-C stops everything.',
+  ];
+}
+
+async function main() {
+  let shuttingDown: Promise<void> | undefined;
+  const shutdown = (code: number) => {
+    shuttingDown ??= supervisor.stop().then(() => {
+      say(code === 0 ? 'all stopped' : 'all stopped after an error');
+      process.exit(code);
+    });
+    return shuttingDown;
+  };
+  const supervisor = createSupervisor({
+    print,
+    say,
+    onUnexpectedExit(child, exit) {
+      say(
+        `${child.name} (pid ${child.pid}) exited unexpectedly (${describeExit(exit)}): stopping the rest`,
+      );
+      void shutdown(1);
+    },
+  });
+  let signals = 0;
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (++signals > 1) {
+      say(`${signal} again: killing everything now`);
+      void supervisor.killAll().then(() => process.exit(130));
+      return;
+    }
+    say(`${signal}: stopping everything (send it again to force)`);
+    void shutdown(0);
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+
+  try {
+    const summary = await startAll(supervisor, process.env);
+    if (supervisor.isStopping()) return;
+    supervisor.watch();
+    for (const line of summary) say(line);
+  } catch (err) {
+    if (supervisor.isStopping()) return; // a signal or a crash is already being handled
+    const message =
+      err instanceof StartError ? err.message : `${(err as Error).name}: ${(err as Error).message}`;
+    say(`cannot start: ${message}`);
+    await shutdown(1);
+  }
+}
+
+void main();

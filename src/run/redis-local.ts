@@ -1,0 +1,101 @@
+import { accessSync, constants, existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { delimiter, join } from 'node:path';
+import { StartError, type ChildSpec, type ManagedChild } from './child';
+import { freePort, isPortFree } from './ports';
+
+/** Port tried first for the local Redis: stable across runs, and never the usual 6379. */
+export const PREFERRED_REDIS_PORT = 6380;
+
+export interface LocalRedis {
+  child: ManagedChild;
+  url: string;
+  dir: string;
+}
+
+/** The absolute path of `bin` on PATH, or undefined. */
+export function findOnPath(bin: string, path = ''): string | undefined {
+  for (const dir of path.split(delimiter).filter(Boolean)) {
+    const file = join(dir, bin);
+    try {
+      accessSync(file, constants.X_OK);
+      return file;
+    } catch {
+      // not here
+    }
+  }
+  return undefined;
+}
+
+/** A redis-server left running by an earlier `npm start` that was killed hard. */
+function leftoverPid(pidFile: string): number | undefined {
+  if (!existsSync(pidFile)) return undefined;
+  const pid = Number(readFileSync(pidFile, 'utf8').trim());
+  try {
+    return readFileSync(`/proc/${pid}/comm`, 'utf8').includes('redis') ? pid : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Starts `redis-server` from PATH with its data under `dataDir/redis` (AOF on, noeviction),
+ * bound to 127.0.0.1 on port 6380 when free, else on a free port. Resolves once it accepts
+ * connections. Only the warnings and errors of its log are echoed.
+ */
+export async function startLocalRedis(opts: {
+  dataDir: string;
+  pathEnv: string;
+  env: NodeJS.ProcessEnv;
+  spawn: (spec: ChildSpec) => ManagedChild;
+}): Promise<LocalRedis> {
+  const bin = findOnPath('redis-server', opts.pathEnv);
+  if (!bin) {
+    throw new StartError(
+      'redis-server was not found on PATH. Install it (Debian/Ubuntu: `sudo apt-get install redis-server`, ' +
+        'macOS: `brew install redis`) or point REDIS_URL at a Redis you already run.',
+    );
+  }
+  const dir = join(opts.dataDir, 'redis');
+  mkdirSync(dir, { recursive: true });
+  const pidFile = join(dir, 'redis.pid');
+  const leftover = leftoverPid(pidFile);
+  if (leftover !== undefined) {
+    throw new StartError(
+      `a redis-server (pid ${leftover}) from an earlier run still uses ${dir}; stop it (kill ${leftover}) and start again`,
+    );
+  }
+  for (let attempt = 0; ; attempt++) {
+    const port =
+      attempt === 0 && (await isPortFree(PREFERRED_REDIS_PORT))
+        ? PREFERRED_REDIS_PORT
+        : await freePort();
+    const child = opts.spawn({
+      name: 'redis',
+      command: bin,
+      args: Object.entries({
+        port: String(port),
+        bind: '127.0.0.1',
+        dir,
+        pidfile: pidFile,
+        appendonly: 'yes', // AOF: jobs survive a restart
+        save: '', // no RDB snapshots on top of the AOF
+        'maxmemory-policy': 'noeviction', // BullMQ needs it
+        daemonize: 'no',
+      }).flatMap(([k, v]) => [`--${k}`, v]),
+      env: opts.env,
+      cwd: dir,
+      // only its warnings and errors (`#` lines that say so)
+      echo: (line) => / # .*(warning|error|fail|denied|cannot|can't)/i.test(line),
+    });
+    try {
+      await child.waitForLine(/Ready to accept connections/);
+      return { child, url: `redis://127.0.0.1:${port}`, dir };
+    } catch (err) {
+      // another process took the port between our check and redis' bind: try another one
+      if (attempt < 2 && /Address already in use/.test(child.tail())) continue;
+      throw new StartError(
+        `redis-server did not start: ${(err as Error).message}\n${child.tail()}`,
+      );
+    }
+  }
+}

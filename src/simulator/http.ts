@@ -1,0 +1,287 @@
+/**
+ * The HTTP face of the simulator: routing (bare paths and `/api/...`), body reading, the
+ * aiohttp-style responses (JSON as `application/json; charset=utf-8`, empty 200s as
+ * `application/octet-stream`, errors as aiohttp's text/plain pages), `/view` file serving,
+ * the loopback Origin check, and the WebSocket upgrade.
+ */
+import { createReadStream, statSync } from 'node:fs';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { WebSocketServer } from 'ws';
+import * as api from './api';
+import type { Catalog } from './catalog';
+import { resolveView, type SimFolders } from './files';
+import type { ComfyInstance, SimLogger } from './instance';
+import { orderedObject, parseJson, stringify, type Json } from './json';
+import { PyError } from './py';
+import { SERVER_FEATURES } from './sockets';
+
+export interface HttpContext {
+  instance(): ComfyInstance;
+  readonly catalog: Catalog;
+  readonly folders: SimFolders;
+  readonly executions: Map<string, number>;
+  readonly duplicatePromptIds: api.DuplicatePromptIds;
+  readonly version: string;
+  readonly host: string;
+  port(): number;
+  readonly log: SimLogger;
+}
+
+interface Request {
+  url: URL;
+  param: string;
+  body(): Promise<Json>;
+  text(): Promise<string>;
+}
+
+type Handler = (r: Request, res: ServerResponse) => Promise<api.Reply | void> | api.Reply | void;
+
+const SERVER_HEADER = 'Python/3.11 aiohttp/3.8.4';
+const MAX_BODY_BYTES = 100 * 1024 * 1024;
+const JSON_TYPE = 'application/json; charset=utf-8';
+const TEXT_TYPE = 'text/plain; charset=utf-8';
+const INTERNAL_ERROR = '500 Internal Server Error\n\nServer got itself in trouble';
+const MIME: Record<string, string> = {
+  png: 'image/png',
+  jpg: 'image/jpeg',
+  jpeg: 'image/jpeg',
+  webp: 'image/webp',
+  gif: 'image/gif',
+  json: 'application/json',
+  txt: 'text/plain',
+  mp4: 'video/mp4',
+  webm: 'video/webm',
+};
+
+class BodyTooLarge extends Error {}
+
+function send(
+  res: ServerResponse,
+  status: number,
+  type: string,
+  body: string | Buffer = '',
+  extra: Record<string, string> = {},
+): void {
+  const buf = typeof body === 'string' ? Buffer.from(body, 'utf8') : body;
+  res.writeHead(status, {
+    'Content-Type': type,
+    'Content-Length': String(buf.length),
+    Server: SERVER_HEADER,
+    ...extra,
+  });
+  res.end(buf);
+}
+
+function reply(res: ServerResponse, r: api.Reply): void {
+  if (r.kind === 'empty') send(res, r.status, 'application/octet-stream');
+  else send(res, r.status, JSON_TYPE, r.kind === 'raw-json' ? r.body : stringify(r.body));
+}
+
+async function readBody(req: IncomingMessage): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req) {
+    size += (chunk as Buffer).length;
+    if (size > MAX_BODY_BYTES) throw new BodyTooLarge();
+    chunks.push(chunk as Buffer);
+  }
+  return Buffer.concat(chunks);
+}
+
+/** aiohttp's origin_only_middleware: a loopback Host with a different Origin host gets 403. */
+function originForbidden(req: IncomingMessage): boolean {
+  const host = req.headers.host?.toLowerCase();
+  const origin = req.headers.origin;
+  if (!host || !origin) return false;
+  let o: URL;
+  let h: URL;
+  try {
+    o = new URL(origin);
+    h = new URL(`http://${host}`);
+  } catch {
+    return false;
+  }
+  const loopback =
+    ['localhost', '127.0.0.1', '[::1]'].includes(h.hostname) || h.hostname.startsWith('127.');
+  const hostSide = o.port === '' ? h.hostname : h.host;
+  const originSide = h.port === '' ? o.hostname : o.host;
+  return loopback && hostSide !== '' && originSide !== '' && hostSide !== originSide;
+}
+
+function serveFile(
+  req: IncomingMessage,
+  res: ServerResponse,
+  file: string,
+  filename: string,
+): void {
+  const st = statSync(file, { bigint: true });
+  const size = Number(st.size);
+  const etag = `"${st.mtimeNs.toString(16)}-${size.toString(16)}"`;
+  const ext = filename.split('.').pop()!.toLowerCase();
+  const type = Object.hasOwn(MIME, ext) ? MIME[ext] : 'application/octet-stream';
+  const headers: Record<string, string> = {
+    'Content-Disposition': `filename="${filename}"`,
+    'Content-Type': type,
+    Etag: etag,
+    'Last-Modified': new Date(Number(st.mtimeMs)).toUTCString(),
+    'Accept-Ranges': 'bytes',
+    Server: SERVER_HEADER,
+  };
+  if (req.headers['if-none-match'] === etag) {
+    res.writeHead(304, headers).end();
+    return;
+  }
+  const range = /^bytes=(\d*)-(\d*)$/.exec(req.headers.range ?? '');
+  if (range && (range[1] || range[2])) {
+    const start = range[1] ? Number(range[1]) : Math.max(0, size - Number(range[2]));
+    const end = range[1] && range[2] ? Math.min(Number(range[2]), size - 1) : size - 1;
+    if (start >= size || start > end) {
+      res.writeHead(416, { 'Content-Range': `bytes */${size}`, Server: SERVER_HEADER }).end();
+      return;
+    }
+    res.writeHead(206, {
+      ...headers,
+      'Content-Range': `bytes ${start}-${end}/${size}`,
+      'Content-Length': String(end - start + 1),
+    });
+    createReadStream(file, { start, end }).pipe(res);
+    return;
+  }
+  res.writeHead(200, { ...headers, 'Content-Length': String(size) });
+  createReadStream(file).pipe(res);
+}
+
+function routes(ctx: HttpContext): Record<string, Partial<Record<'GET' | 'POST', Handler>>> {
+  const inst = () => ctx.instance();
+  return {
+    '/': {
+      GET: (_r, res) => send(res, 200, 'text/html', '<!doctype html><title>ComfyUI</title>\n'),
+    },
+    '/ws': {
+      GET: (_r, res) =>
+        send(
+          res,
+          400,
+          TEXT_TYPE,
+          '400: No WebSocket UPGRADE hdr: None\n Can "Upgrade" only to "WebSocket".',
+        ),
+    },
+    '/embeddings': { GET: () => ({ kind: 'json', status: 200, body: [] }) },
+    '/extensions': { GET: () => ({ kind: 'json', status: 200, body: [] }) },
+    '/features': { GET: () => ({ kind: 'json', status: 200, body: SERVER_FEATURES }) },
+    '/system_stats': { GET: () => api.systemStats(ctx.version, ctx.host, ctx.port()) },
+    '/prompt': {
+      GET: () => api.getPrompt(inst()),
+      POST: async (r) =>
+        api.postPrompt(inst(), ctx.catalog, await r.body(), ctx.duplicatePromptIds),
+    },
+    '/queue': {
+      GET: () => api.getQueue(inst()),
+      POST: async (r) => api.postQueue(inst(), await r.body()),
+    },
+    '/history': {
+      GET: (r) => api.getHistory(inst(), r.url.searchParams),
+      POST: async (r) => api.postHistory(inst(), await r.body()),
+    },
+    '/history/{}': { GET: (r) => api.getHistoryItem(inst(), r.param) },
+    '/interrupt': { POST: async (r) => api.postInterrupt(inst(), await r.text()) },
+    '/free': { POST: async (r) => api.postFree(await r.body()) },
+    '/object_info': { GET: () => ({ kind: 'raw-json', status: 200, body: ctx.catalog.rawAll }) },
+    '/object_info/{}': { GET: (r) => api.objectInfoOf(ctx.catalog, r.param) },
+    '/view': {
+      GET: (r, res) => {
+        const v = resolveView(r.url.searchParams, ctx.folders);
+        if (v.status !== 200) return { kind: 'empty', status: v.status };
+        serveFile(res.req, res, v.file, v.filename);
+      },
+    },
+    '/_sim/executions': {
+      GET: () => ({ kind: 'json', status: 200, body: orderedObject([...ctx.executions]) }),
+    },
+  };
+}
+
+/** Maps a path to a route key and its `{param}` (one path segment, decoded). */
+function matchRoute(pathname: string): { key: string; param: string } {
+  const p = pathname.startsWith('/api/') ? pathname.slice(4) : pathname;
+  const m = /^\/(history|object_info)\/([^/]+)$/.exec(p);
+  if (m) {
+    try {
+      return { key: `/${m[1]}/{}`, param: decodeURIComponent(m[2]) };
+    } catch {
+      return { key: `/${m[1]}/{}`, param: m[2] };
+    }
+  }
+  return { key: p, param: '' };
+}
+
+export function createHttpHandlers(ctx: HttpContext) {
+  const table = routes(ctx);
+  const wss = new WebSocketServer({ noServer: true });
+
+  async function request(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    if (originForbidden(req)) return send(res, 403, 'application/octet-stream');
+    if (req.method === 'OPTIONS') return send(res, 200, 'application/octet-stream');
+    const url = new URL(req.url ?? '/', 'http://localhost');
+    const { key, param } = matchRoute(url.pathname);
+    const route = table[key];
+    if (!route) return send(res, 404, TEXT_TYPE, '404: Not Found');
+    const method = req.method === 'HEAD' ? 'GET' : (req.method as 'GET' | 'POST');
+    const handler = route[method];
+    if (!handler) {
+      return send(res, 405, TEXT_TYPE, '405: Method Not Allowed', {
+        Allow: Object.keys(route).join(','),
+      });
+    }
+    let raw: Buffer | undefined;
+    const text = async () => {
+      raw ??= await readBody(req);
+      try {
+        return new TextDecoder('utf-8', { fatal: true }).decode(raw);
+      } catch {
+        throw new PyError('UnicodeDecodeError', "'utf-8' codec can't decode the body");
+      }
+    };
+    const r: Request = { url, param, text, body: async () => parseJson(await text()) };
+    try {
+      const out = await handler(r, res);
+      if (out) reply(res, out);
+    } catch (err) {
+      if (err instanceof BodyTooLarge) {
+        return send(
+          res,
+          413,
+          TEXT_TYPE,
+          `413: Maximum request body size ${MAX_BODY_BYTES} exceeded`,
+        );
+      }
+      if (!(err instanceof PyError) && !(err instanceof SyntaxError)) {
+        ctx.log.warn('simulator request failed', err);
+      }
+      if (!res.headersSent) send(res, 500, TEXT_TYPE, INTERNAL_ERROR);
+    }
+  }
+
+  function upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    const url = new URL(req.url ?? '/', 'http://localhost');
+    const path = matchRoute(url.pathname).key;
+    const refuse = (status: string) => {
+      socket.end(
+        `HTTP/1.1 ${status}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 0\r\nConnection: close\r\n\r\n`,
+      );
+    };
+    if (path !== '/ws') return refuse('404 Not Found');
+    if (originForbidden(req)) return refuse('403 Forbidden');
+    const hub = ctx.instance().hub;
+    wss.handleUpgrade(req, socket, head, (ws) =>
+      hub.accept(ws, url.searchParams.get('clientId') || null),
+    );
+  }
+
+  return {
+    request: (req: IncomingMessage, res: ServerResponse) => void request(req, res),
+    upgrade,
+    close: () => wss.close(),
+  };
+}

@@ -1,0 +1,160 @@
+/**
+ * The ComfyUI simulator: a real HTTP + WebSocket server that speaks ComfyUI 0.3.64's protocol
+ * (see docs/comfyui-api.md and the recorded transcripts), runs a small node catalogue
+ * (EmptyImage, ImageInvert, SaveImage, PreviewImage, TestSleep and an SDXL-style
+ * checkpoint → CLIP → KSampler → VAEDecode chain) and can be restarted, paused and told to
+ * fail, for crash and fault tests.
+ */
+import { createServer, type Server } from 'node:http';
+import type { Socket } from 'node:net';
+import type { DuplicatePromptIds } from './api';
+import { loadCatalog } from './catalog';
+import { createFolders } from './files';
+import { createHttpHandlers } from './http';
+import { ComfyInstance, type SimLogger } from './instance';
+
+export interface SimulatorOptions {
+  /** TCP port; 0 picks a free one. @defaultValue 0 */
+  port?: number;
+  /** @defaultValue '127.0.0.1' */
+  host?: string;
+  /** Where SaveImage writes PNGs. @defaultValue a fresh temporary directory (removed on close) */
+  outputDir?: string;
+  /**
+   * 'accept' = ComfyUI 0.3.64: any string prompt_id is taken, and the same id again is queued
+   * and run again. 'reject' = newest ComfyUI: prompt_id must be a canonical lowercase UUID
+   * (else 400 `invalid_prompt_id`), and an id that is pending, running or in history gets
+   * 409 `{"error": "prompt_id already exists"}`. @defaultValue 'accept'
+   */
+  duplicatePromptIds?: DuplicatePromptIds;
+  /** How often TestSleep reports progress. @defaultValue 50 */
+  progressIntervalMs?: number;
+  /**
+   * Time per KSampler step (one `progress` per step); checkpoint loading and VAE decoding
+   * take two steps' time, text encoding half a step. @defaultValue 20
+   */
+  samplerStepMs?: number;
+  /** Probability (0..1) that a prompt fails with a runtime `execution_error`. @defaultValue 0 */
+  failureRate?: number;
+  /** `comfyui_version` in /system_stats. @defaultValue '0.3.64' */
+  version?: string;
+  logger?: SimLogger;
+}
+
+export interface Simulator {
+  /** e.g. http://127.0.0.1:43123 */
+  readonly url: string;
+  readonly port: number;
+  /** Executions per prompt id (a prompt counts each time it starts executing); survives restart(). */
+  executions(): Record<string, number>;
+  /**
+   * Like a ComfyUI process restart: drops the queue, the running prompt (no history), history,
+   * temp files, WebSocket sessions and the node cache, resets `number` to 0; keeps the port,
+   * the output directory and the executions counter. Connections are refused meanwhile.
+   */
+  restart(): Promise<void>;
+  /** Stops listening (connections refused, open ones dropped) without forgetting anything. */
+  pause(): Promise<void>;
+  /** Listens again on the same port after pause(). */
+  resume(): Promise<void>;
+  close(): Promise<void>;
+}
+
+const silent: SimLogger = { info: () => undefined, warn: () => undefined };
+
+export async function createSimulator(opts: SimulatorOptions = {}): Promise<Simulator> {
+  const host = opts.host ?? '127.0.0.1';
+  const failureRate = opts.failureRate ?? 0;
+  if (!(failureRate >= 0 && failureRate <= 1))
+    throw new RangeError('failureRate must be between 0 and 1');
+  const log = opts.logger ?? silent;
+  const catalog = loadCatalog();
+  const folders = createFolders(opts.outputDir);
+  const executions = new Map<string, number>();
+  const newInstance = () =>
+    new ComfyInstance({
+      catalog,
+      folders,
+      failureRate,
+      executions,
+      log,
+      timing: {
+        progressIntervalMs: opts.progressIntervalMs ?? 50,
+        samplerStepMs: opts.samplerStepMs ?? 20,
+      },
+    });
+  let instance = newInstance();
+  let port = opts.port ?? 0;
+  let listening = false;
+  let closed = false;
+
+  const handlers = createHttpHandlers({
+    instance: () => instance,
+    catalog,
+    folders,
+    executions,
+    duplicatePromptIds: opts.duplicatePromptIds ?? 'accept',
+    version: opts.version ?? '0.3.64',
+    host,
+    port: () => port,
+    log,
+  });
+  const server: Server = createServer({ keepAliveTimeout: 75_000 }, handlers.request);
+  server.on('upgrade', handlers.upgrade);
+  const connections = new Set<Socket>();
+  server.on('connection', (socket) => {
+    connections.add(socket);
+    socket.on('close', () => connections.delete(socket));
+  });
+
+  const listen = () =>
+    new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(port, host, () => {
+        server.off('error', reject);
+        const addr = server.address();
+        if (addr && typeof addr === 'object') port = addr.port;
+        listening = true;
+        resolve();
+      });
+    });
+
+  const stopListening = () =>
+    new Promise<void>((resolve) => {
+      if (!listening) return resolve();
+      listening = false;
+      server.close(() => resolve());
+      instance.hub.closeAll();
+      for (const s of connections) s.destroy();
+    });
+
+  await listen();
+  const url = `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
+  log.info(`ComfyUI simulator listening on ${url}`);
+
+  return {
+    url,
+    port,
+    executions: () => Object.fromEntries(executions),
+    async restart() {
+      const wasListening = listening;
+      await stopListening();
+      instance.dispose();
+      folders.resetTemp();
+      instance = newInstance();
+      if (wasListening && !closed) await listen();
+    },
+    pause: stopListening,
+    async resume() {
+      if (!listening && !closed) await listen();
+    },
+    async close() {
+      if (closed) return;
+      closed = true;
+      await stopListening();
+      instance.dispose();
+      handlers.close();
+      folders.dispose();
+    },
+  };
+}

@@ -1,0 +1,157 @@
+import { hostname } from 'node:os';
+import { Worker } from 'bullmq';
+import type { Config } from '../config';
+import type { Logger } from '../logger';
+import type { Metrics } from '../metrics';
+import { createImageQueue, type JobRequest, type QueueSettings } from '../queue';
+import { redisOptions } from '../redis';
+import { createDeliveryProcessor } from './deliver';
+import {
+  createWebhookQueue,
+  DEFAULT_DELIVERY,
+  DELIVERY_DATA_VERSION,
+  DELIVERY_JOB_NAME,
+  deliveryJobId,
+  deliveryJobOptions,
+  webhookQueueName,
+  type DeliveryData,
+  type DeliveryResult,
+  type DeliverySettings,
+} from './queue';
+import { createSigner, validateWebhookSecret } from './signing';
+import type { LookupAll } from './url-policy';
+
+export { checkWebhookUrl } from './url-policy';
+export { createWebhookQueue, webhookQueueName, type WebhookEvent } from './queue';
+export { validateWebhookSecret } from './signing';
+
+export type WebhookConfig = Pick<
+  Config,
+  | 'redisUrl'
+  | 'redisFamily'
+  | 'queueName'
+  | 'queuePrefix'
+  | 'retentionMs'
+  | 'jobAttempts'
+  | 'retryBackoffMs'
+  | 'webhookSecret'
+  | 'webhookAllowPrivate'
+  | 'workerName'
+>;
+
+export interface WebhookWorkerDeps {
+  log: Logger;
+  metrics?: Metrics;
+  /** retry policy, timeouts; defaults in DEFAULT_DELIVERY */
+  delivery?: Partial<DeliverySettings>;
+  /** DNS resolution for the URL policy (tests); defaults to dns.lookup */
+  resolve?: LookupAll;
+}
+
+export interface Closable {
+  /** safe to call twice */
+  close(): Promise<void>;
+}
+
+/**
+ * What the image processor calls before saving an outcome (ProcessorDeps.notifyFinished):
+ * adds the one delivery job of the image job to the durable webhooks queue. Owns its Queue.
+ */
+export function createNotifyFinished(
+  config: WebhookConfig,
+  options: { delivery?: Partial<DeliverySettings> } = {},
+) {
+  const delivery = { ...DEFAULT_DELIVERY, ...options.delivery };
+  const queue = createWebhookQueue(
+    { ...config, connectionName: 'webhooks-producer' },
+    'worker',
+    delivery,
+  );
+  let closing: Promise<void> | undefined;
+  return {
+    queue,
+    async notifyFinished(jobId: string, request: JobRequest): Promise<void> {
+      if (!request.webhookUrl) return;
+      const data: DeliveryData = {
+        v: DELIVERY_DATA_VERSION,
+        imageJobId: jobId,
+        url: request.webhookUrl,
+      };
+      // a second add (crash and resume) is ignored by BullMQ: one delivery per image job
+      await queue.add(DELIVERY_JOB_NAME, data, {
+        ...deliveryJobOptions(config, delivery),
+        jobId: deliveryJobId(jobId),
+      });
+    },
+    close(): Promise<void> {
+      closing ??= queue.close();
+      return closing;
+    },
+  };
+}
+
+export type NotifyFinished = ReturnType<typeof createNotifyFinished>;
+
+/**
+ * Starts the delivery worker of the webhooks queue. Throws a ConfigError at boot for a bad
+ * WEBHOOK_SECRET; without one, deliveries go out unsigned (logged once here).
+ */
+export async function startWebhookWorker(
+  config: WebhookConfig,
+  deps: WebhookWorkerDeps,
+): Promise<Closable> {
+  const { log } = deps;
+  if (config.webhookSecret) validateWebhookSecret(config.webhookSecret);
+  else {
+    log.warn(
+      'WEBHOOK_SECRET is not set: webhooks are sent unsigned (set it to a "whsec_<base64>" secret to sign them)',
+    );
+  }
+  const delivery = { ...DEFAULT_DELIVERY, ...deps.delivery };
+  const name = `${config.workerName ?? `${hostname()}-${process.pid}`}-webhooks`;
+  const settings: QueueSettings = { ...config, connectionName: name };
+  const imageQueue = createImageQueue(settings, 'worker');
+  imageQueue.on('error', (err) => log.warn({ err: err.message }, 'redis (webhooks) error'));
+
+  const processor = createDeliveryProcessor({
+    imageQueue,
+    sign: createSigner(config.webhookSecret),
+    allowPrivate: config.webhookAllowPrivate,
+    settings: delivery,
+    log: log.child({ component: 'webhooks' }),
+    metrics: deps.metrics,
+    resolve: deps.resolve,
+  });
+  const worker = new Worker<DeliveryData, DeliveryResult, string>(
+    webhookQueueName(config.queueName),
+    processor,
+    {
+      connection: redisOptions(settings, 'worker'),
+      prefix: config.queuePrefix,
+      name,
+      concurrency: delivery.concurrency,
+      // an attempt is bounded by timeoutMs; the lock only needs to outlive it
+      lockDuration: Math.max(30_000, delivery.timeoutMs * 2),
+      autorun: false,
+    },
+  );
+  worker.on('error', (err) => log.warn({ err: err.message }, 'webhook worker error'));
+  await worker.waitUntilReady();
+  void worker.run().catch((err) => log.error({ err }, 'webhook worker stopped with an error'));
+  log.info({ queue: webhookQueueName(config.queueName) }, 'webhook worker ready');
+
+  let closing: Promise<void> | undefined;
+  return {
+    close() {
+      closing ??= (async () => {
+        await worker
+          .close()
+          .catch((err: Error) =>
+            log.warn({ err: err.message }, 'shutdown: webhook worker close failed'),
+          );
+        await imageQueue.close().catch(() => undefined);
+      })();
+      return closing;
+    },
+  };
+}

@@ -1,0 +1,114 @@
+import { randomBytes } from 'node:crypto';
+import { once } from 'node:events';
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { Writable } from 'node:stream';
+import type { Express } from 'express';
+import { createDashboard } from '../../dashboard/board';
+import { createApp, type ApiDeps } from '../../src/api/app';
+import { createApiServices, type ApiServices } from '../../src/api/services';
+import { loadConfig, type Config } from '../../src/config';
+import { createLogger, type Logger } from '../../src/logger';
+import { checkWebhookUrl } from '../../src/webhooks/url-policy';
+import { startRedis, type RedisServer } from './redis-server';
+
+/**
+ * An API wired exactly as src/bin/api.ts wires it, against the test's own redis-server
+ * and a random queue name; `listen()` only for tests that need a real HTTP client.
+ */
+
+export interface ApiHarness {
+  redis: RedisServer;
+  env: Record<string, string>;
+  config: Config;
+  services: ApiServices;
+  app: Express;
+  log: Logger;
+  /** every log line, parsed */
+  logs: Array<Record<string, unknown>>;
+  /** listens on a free port (once) and returns the base URL */
+  listen(): Promise<string>;
+  close(): Promise<void>;
+}
+
+export interface HarnessOptions {
+  env?: Record<string, string>;
+  deps?: Partial<ApiDeps>;
+  logLevel?: string;
+}
+
+export function captureLogger(level = 'info') {
+  const logs: Array<Record<string, unknown>> = [];
+  const sink = new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      for (const line of chunk.toString().split('\n')) if (line.trim()) logs.push(JSON.parse(line));
+      cb();
+    },
+  });
+  return { log: createLogger({ logLevel: level }, sink), logs };
+}
+
+export async function startApiHarness(opts: HarnessOptions = {}): Promise<ApiHarness> {
+  const redis = await startRedis();
+  const env: Record<string, string> = {
+    REDIS_URL: redis.url,
+    QUEUE_NAME: `api-${randomBytes(4).toString('hex')}`,
+    COMFYUI_URL: 'http://127.0.0.1:1',
+    LOG_LEVEL: 'info',
+    ...opts.env,
+  };
+  const config = loadConfig(env);
+  const { log, logs } = captureLogger(opts.logLevel ?? 'info');
+  let services: ApiServices;
+  try {
+    services = await createApiServices(config, log);
+  } catch (err) {
+    await redis.stop();
+    throw err;
+  }
+  const dashboard = createDashboard({
+    user: config.dashboardUser,
+    password: config.dashboardPassword,
+    queues: [{ queue: services.queue, description: 'ComfyUI image generation jobs' }],
+    log,
+  });
+  const app = createApp({
+    store: services.store,
+    hub: services.hub,
+    comfy: services.comfy,
+    log,
+    apiKeys: config.apiKeys,
+    mounts: dashboard ? [dashboard] : [],
+    webhookUrlPolicy: (url) => checkWebhookUrl(url, config.webhookAllowPrivate),
+    ...opts.deps,
+  });
+
+  let server: Server | undefined;
+  return {
+    redis,
+    env,
+    config,
+    services,
+    app,
+    log,
+    logs,
+    async listen() {
+      if (!server) {
+        server = app.listen(0, '127.0.0.1');
+        await once(server, 'listening');
+      }
+      return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    },
+    async close() {
+      if (server) {
+        const closed = once(server, 'close');
+        server.close();
+        services.hub.close();
+        server.closeAllConnections();
+        await closed;
+      }
+      await services.close();
+      await redis.stop();
+    },
+  };
+}

@@ -1,0 +1,186 @@
+/**
+ * Helpers for the simulator tests: the recorded ComfyUI 0.3.64 transcripts
+ * (test/fixtures/comfyui), a collecting WebSocket client, plain HTTP calls, and "shape"
+ * comparison (keys and value types, not volatile values like ids and timestamps).
+ */
+import { randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import WebSocket from 'ws';
+
+/* eslint-disable @typescript-eslint/no-explicit-any */
+export type Msg = { type: string; data: any };
+
+export interface Transcript {
+  steps: {
+    request: { method: string; path: string; body?: any };
+    response: { status: number; headers: Record<string, string>; body: any };
+  }[];
+  ws: Msg[];
+  [extra: string]: any;
+}
+
+export function transcript(name: string): Transcript {
+  return JSON.parse(
+    readFileSync(path.join(__dirname, 'fixtures', 'comfyui', `${name}.json`), 'utf8'),
+  );
+}
+
+export interface HttpResult {
+  status: number;
+  headers: Headers;
+  contentType: string | null;
+  text: string;
+  json: any;
+}
+
+export async function http(
+  base: string,
+  method: string,
+  urlPath: string,
+  body?: unknown,
+  raw?: string,
+): Promise<HttpResult> {
+  const res = await fetch(`${base}${urlPath}`, {
+    method,
+    headers:
+      body !== undefined || raw !== undefined ? { 'content-type': 'application/json' } : undefined,
+    body: raw ?? (body === undefined ? undefined : JSON.stringify(body)),
+  });
+  const text = await res.text();
+  const contentType = res.headers.get('content-type');
+  return {
+    status: res.status,
+    headers: res.headers,
+    contentType,
+    text,
+    json: contentType?.startsWith('application/json') ? JSON.parse(text) : undefined,
+  };
+}
+
+/** A WebSocket client that keeps every message and lets tests await the ones they need. */
+export class WsClient {
+  readonly messages: Msg[] = [];
+  private waiters: (() => void)[] = [];
+  closed = false;
+
+  private constructor(readonly ws: WebSocket) {
+    ws.on('message', (data, isBinary) => {
+      this.messages.push(isBinary ? { type: 'binary', data: null } : JSON.parse(data.toString()));
+      for (const w of this.waiters) w();
+    });
+    ws.on('close', () => {
+      this.closed = true;
+      for (const w of this.waiters) w();
+    });
+  }
+
+  /** Connects to /ws (or /api/ws) and waits for the connect-time `status`. */
+  static async connect(base: string, clientId?: string, wsPath = '/ws'): Promise<WsClient> {
+    const q = clientId === undefined ? '' : `?clientId=${encodeURIComponent(clientId)}`;
+    const ws = new WebSocket(`${base.replace('http', 'ws')}${wsPath}${q}`);
+    const client = new WsClient(ws);
+    await new Promise<void>((resolve, reject) => {
+      ws.once('open', () => resolve());
+      ws.once('error', reject);
+    });
+    await client.until((m) => m.type === 'status', 'the connect-time status');
+    return client;
+  }
+
+  /** Resolves with the first message (already received or future) that matches. */
+  until(match: (m: Msg) => boolean, what: string, timeoutMs = 15_000): Promise<Msg> {
+    return new Promise((resolve, reject) => {
+      const check = () => {
+        const m = this.messages.find(match);
+        if (m) return finish(() => resolve(m));
+        if (this.closed) finish(() => reject(new Error(`socket closed before ${what}`)));
+      };
+      const timer = setTimeout(
+        () => finish(() => reject(new Error(`timed out waiting for ${what}`))),
+        timeoutMs,
+      );
+      const finish = (f: () => void) => {
+        clearTimeout(timer);
+        this.waiters = this.waiters.filter((w) => w !== check);
+        f();
+      };
+      this.waiters.push(check);
+      check();
+    });
+  }
+
+  /** Waits for the end marker of a prompt: `executing` with node null and its prompt_id. */
+  done(promptId: string, count = 1): Promise<Msg> {
+    return this.until(
+      () => this.messages.filter((m) => isDone(m, promptId)).length >= count,
+      `executing{node:null} #${count} of ${promptId}`,
+    ).then(() => this.messages.filter((m) => isDone(m, promptId))[count - 1]);
+  }
+
+  /** Resolves when the server has closed the socket. */
+  async waitClosed(): Promise<void> {
+    if (this.closed) return;
+    await new Promise<void>((resolve) => this.ws.once('close', () => resolve()));
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    const closed = new Promise<void>((resolve) => this.ws.once('close', () => resolve()));
+    this.ws.close();
+    await closed;
+  }
+}
+
+export const isDone = (m: Msg, promptId: string) =>
+  m.type === 'executing' && m.data.node === null && m.data.prompt_id === promptId;
+
+/** The type structure of a JSON value: same keys and value kinds, any values. */
+export function shape(v: unknown): unknown {
+  if (v === null) return 'null';
+  if (Array.isArray(v)) return v.map(shape);
+  if (typeof v === 'object')
+    return Object.fromEntries(Object.entries(v as object).map(([k, x]) => [k, shape(x)]));
+  return typeof v;
+}
+
+/**
+ * Message types in order, where each `progress_state` + `progress` pair is a `tick` and a run
+ * of ticks counts once (their number depends on timing).
+ */
+export function typeSequence(messages: Msg[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < messages.length; i++) {
+    if (messages[i].type === 'progress_state' && messages[i + 1]?.type === 'progress') {
+      if (out.at(-1) !== 'tick') out.push('tick');
+      i++;
+      continue;
+    }
+    out.push(messages[i].type);
+  }
+  return out;
+}
+
+/** The messages of one prompt (plus the status broadcasts in between), from its execution_start. */
+export function promptMessages(messages: Msg[], promptId: string): Msg[] {
+  const start = messages.findIndex(
+    (m) => m.type === 'execution_start' && m.data.prompt_id === promptId,
+  );
+  const end = messages.findIndex((m, i) => i > start && isDone(m, promptId));
+  return messages.slice(start, end + 1);
+}
+
+export const newId = () => randomUUID();
+
+/** A request body from a transcript step with fresh ids (and optional changes to the graph). */
+export function bodyFrom(
+  t: Transcript,
+  step: number,
+  ids: { client_id?: string; prompt_id?: string },
+  edit?: (prompt: any) => void,
+): any {
+  const body = structuredClone(t.steps[step].request.body);
+  Object.assign(body, ids);
+  edit?.(body.prompt);
+  return body;
+}

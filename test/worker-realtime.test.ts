@@ -1,0 +1,46 @@
+import { Job } from 'bullmq';
+import type { JobData, JobProgress, JobResult } from '../src/queue';
+import { startSystem, type TestSystem } from './helpers/system';
+import { sleepWorkflow } from './helpers/workflows';
+
+/** Progress comes from ComfyUI's WebSocket while it is healthy; polling alone still finishes jobs. */
+let sys: TestSystem;
+beforeAll(async () => {
+  // poll rarely, so progress can only come from the socket
+  sys = await startSystem({ POLL_INTERVAL_MS: '2000', PROGRESS_INTERVAL_MS: '100' });
+});
+afterAll(async () => {
+  await sys?.close();
+});
+
+test('progress percentages rise during a multi-step job, from WebSocket events', async () => {
+  await sys.startWorker();
+  const id = await sys.enqueue(sleepWorkflow(2, 'rt-progress'));
+  const seen: JobProgress[] = [];
+  const onProgress = ({ jobId, data }: { jobId: string; data: unknown }) => {
+    if (jobId === id) seen.push(data as JobProgress);
+  };
+  sys.events.on('progress', onProgress);
+  const job = (await Job.fromId<JobData, JobResult>(sys.queue, id))!;
+  await job.waitUntilFinished(sys.events);
+  sys.events.off('progress', onProgress);
+  const percents = seen.map((p) => p.percent);
+  const during = percents.filter((p) => p > 0 && p < 100);
+  expect(during.length).toBeGreaterThanOrEqual(3);
+  for (let i = 1; i < during.length; i++) expect(during[i]).toBeGreaterThanOrEqual(during[i - 1]);
+  expect(seen.some((p) => p.node === '2' && typeof p.value === 'number' && p.max === 2)).toBe(true);
+  expect(percents[percents.length - 1]).toBe(100);
+});
+
+test('with the WebSocket off, jobs still complete by polling', async () => {
+  const w = await sys.startWorker({
+    COMFYUI_WEBSOCKET: '0',
+    POLL_INTERVAL_MS: '100',
+    QUEUE_NAME: `${sys.config.queueName}`,
+  });
+  const id = await sys.enqueue(sleepWorkflow(0.3, 'rt-polling'));
+  const job = (await Job.fromId<JobData, JobResult>(sys.queue, id))!;
+  const result = await job.waitUntilFinished(sys.events);
+  expect(result.outputs).toHaveLength(1);
+  await w.close();
+});
