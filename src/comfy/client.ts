@@ -118,6 +118,28 @@ export class ComfyClient {
     return { kind: 'accepted', promptId: ok.data.prompt_id, nodeErrors: ok.data.node_errors };
   }
 
+  private queueInFlight?: ReturnType<ComfyClient['queue']>;
+  private queueNext?: ReturnType<ComfyClient['queue']>;
+
+  /**
+   * GET /queue shared by every follower of this instance: callers that arrive while a
+   * request is in flight share the one that starts right after it (never an answer older
+   * than their call), so N jobs polling one instance cost about one /queue per round trip.
+   */
+  sharedQueue(): ReturnType<ComfyClient['queue']> {
+    if (!this.queueInFlight) {
+      this.queueInFlight = this.queue().finally(() => (this.queueInFlight = undefined));
+      return this.queueInFlight;
+    }
+    this.queueNext ??= this.queueInFlight
+      .catch(() => undefined)
+      .then(() => {
+        this.queueNext = undefined;
+        return this.sharedQueue();
+      });
+    return this.queueNext;
+  }
+
   async queue() {
     const parsed = QueueSchema.safeParse(await this.json('/queue'));
     if (!parsed.success)
@@ -147,7 +169,7 @@ export class ComfyClient {
    * neither (comfyui-api.md §4.1, §10).
    */
   async lookup(promptId: string): Promise<Lookup> {
-    const q = await this.queue();
+    const q = await this.sharedQueue();
     if (q.running.some((e) => e.promptId === promptId)) return { state: 'running' };
     const mine = q.pending.find((e) => e.promptId === promptId);
     if (mine) {

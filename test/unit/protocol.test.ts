@@ -1,3 +1,5 @@
+import { createServer } from 'node:http';
+import { ComfyClient } from '../../src/comfy/client';
 import {
   classifyHistory,
   describeValidationError,
@@ -164,5 +166,34 @@ describe('describeValidationError', () => {
     expect(describeValidationError({ error: 'prompt_id already exists' }).message).toBe(
       'prompt_id already exists',
     );
+  });
+});
+
+describe('ComfyClient.sharedQueue', () => {
+  test('concurrent callers share one GET /queue, and a caller never gets an answer older than its call', async () => {
+    let calls = 0;
+    const server = createServer((_req, res) => {
+      calls += 1;
+      const n = calls;
+      setTimeout(
+        () =>
+          res.end(JSON.stringify({ queue_running: [], queue_pending: [[n, `p${n}`, {}, {}, []]] })),
+        30,
+      );
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const c = new ComfyClient(`http://127.0.0.1:${(server.address() as { port: number }).port}`, {
+      timeoutMs: 2000,
+    });
+    try {
+      const first = c.sharedQueue();
+      const during = [c.sharedQueue(), c.sharedQueue(), c.sharedQueue()];
+      const results = await Promise.all([first, ...during]);
+      expect(calls).toBe(2); // one in flight, one shared by the three that came during it
+      expect(results[0].pending[0].promptId).toBe('p1');
+      for (const r of results.slice(1)) expect(r.pending[0].promptId).toBe('p2');
+    } finally {
+      server.close();
+    }
   });
 });
