@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { compareNodeIds } from '../comfy/protocol';
 import { ERROR_CODES } from '../errors';
 import type { JobOutput, JobState } from '../job-state';
-import type { JobData, JobProgress } from '../queue';
+import type { ImageJob, JobData, JobProgress } from '../queue';
 
 /**
  * The one mapping from what Redis holds about a job (BullMQ's state, our JobState, the
@@ -87,6 +87,22 @@ export interface JobSnapshot {
   cancelRequestedAt?: string;
   /** jobs ahead in BullMQ's queue, for waiting/prioritized jobs */
   queuePosition?: number;
+}
+
+/** The snapshot of a BullMQ job in `bullState`; the caller adds the cancel mark and position. */
+export function snapshotOf(job: ImageJob, bullState: BullState): JobSnapshot {
+  return {
+    id: job.id!,
+    bullState,
+    data: job.data,
+    progress: job.progress,
+    returnvalue: job.returnvalue,
+    failedReason: job.failedReason || undefined,
+    timestamp: job.timestamp,
+    processedOn: job.processedOn,
+    finishedOn: job.finishedOn,
+    attemptsStarted: job.attemptsStarted,
+  };
 }
 
 const STALLED_REASON = /stalled more than allowable limit/i;

@@ -13,7 +13,13 @@ import {
   type Workflow,
 } from '../queue';
 import { QueueUnavailableError } from './errors';
-import { publicStatus, type BullState, type JobSnapshot, type PublicStatus } from './job-view';
+import {
+  publicStatus,
+  snapshotOf,
+  type BullState,
+  type JobSnapshot,
+  type PublicStatus,
+} from './job-view';
 import { DEFAULT_JOB_TYPE, JOB_ID_PATTERN, type CreateJobBody } from './schemas';
 
 /**
@@ -130,16 +136,7 @@ export function createJobStore(deps: JobStoreDeps) {
     const bullState = await job.getState();
     if (bullState === 'unknown') return null;
     const s: JobSnapshot = {
-      id,
-      bullState: bullState as BullState,
-      data: job.data,
-      progress: job.progress,
-      returnvalue: job.returnvalue,
-      failedReason: job.failedReason || undefined,
-      timestamp: job.timestamp,
-      processedOn: job.processedOn,
-      finishedOn: job.finishedOn,
-      attemptsStarted: job.attemptsStarted,
+      ...snapshotOf(job, bullState as BullState),
       cancelRequestedAt: mark ?? undefined,
     };
     if (mark === null) s.queuePosition = await queuePosition(id, s.bullState);

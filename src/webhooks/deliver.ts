@@ -1,5 +1,11 @@
 import { DelayedError, UnrecoverableError } from 'bullmq';
-import { toJobView, type BullState, type JobSnapshot, type JobView } from '../api/job-view';
+import {
+  snapshotOf,
+  toJobView,
+  type BullState,
+  type JobSnapshot,
+  type JobView,
+} from '../api/job-view';
 import { isTerminal, type JobState } from '../job-state';
 import type { Logger } from '../logger';
 import type { Metrics } from '../metrics';
@@ -48,18 +54,7 @@ async function readImageJob(queue: ImageQueue, id: string): Promise<JobSnapshot 
   if (!job) return null;
   const bullState = await job.getState();
   if (bullState === 'unknown') return null;
-  return {
-    id,
-    bullState: bullState as BullState,
-    data: job.data,
-    progress: job.progress,
-    returnvalue: job.returnvalue,
-    failedReason: job.failedReason || undefined,
-    timestamp: job.timestamp,
-    processedOn: job.processedOn,
-    finishedOn: job.finishedOn,
-    attemptsStarted: job.attemptsStarted,
-  };
+  return snapshotOf(job, bullState as BullState);
 }
 
 /** Settled: BullMQ finished it, or the worker saved a terminal outcome (final either way). */
