@@ -137,7 +137,8 @@ export function createProcessor(deps: ProcessorDeps) {
   ): Promise<JobResult> {
     // BullMQ passes a signal because this function declares three parameters
     const signal = maybeSignal ?? new AbortController().signal;
-    const log = deps.log.child({ jobId: job.id });
+    // a child logger per job; it gains the prompt id once there is one
+    let log = deps.log.child({ jobId: job.id, promptId: job.data?.state?.promptId });
     const jobId = job.id!;
 
     // ---- 0. data we can trust, or a clear failure that never crash-loops the worker
@@ -164,6 +165,7 @@ export function createProcessor(deps: ProcessorDeps) {
     let lease: Lease | undefined;
 
     const save = async (next: JobState, line?: string) => {
+      if (next.promptId !== state.promptId) log = deps.log.child({ jobId, promptId: next.promptId });
       state = { ...next, updatedAt: now() };
       const terminal = ['completed', 'failed', 'cancelled'].includes(next.status);
       await job.updateData({ ...data, workflow: terminal ? null : data.workflow, state });
