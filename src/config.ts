@@ -111,6 +111,16 @@ const schema = z.object({
       }
       return n as 0 | 4 | 6;
     }),
+  /** `1`: REDIS_URL is a seed node of a Redis Cluster (see src/redis.ts) */
+  REDIS_CLUSTER: z
+    .string()
+    .optional()
+    .transform((v, ctx) => {
+      if (v === undefined || v.trim() === '' || v === '0' || v === 'false') return false;
+      if (v === '1' || v === 'true') return true;
+      ctx.addIssue({ code: 'custom', message: `REDIS_CLUSTER must be 0 or 1, got "${v}"` });
+      return z.NEVER;
+    }),
   COMFYUI_URL: urlList('COMFYUI_URL', 'http://127.0.0.1:8188'),
   PORT: positiveInt('PORT', 3000),
   METRICS_PORT: nonNegativeInt('METRICS_PORT', 9464),
@@ -135,6 +145,7 @@ const schema = z.object({
   WORKER_CONCURRENCY: positiveInt('WORKER_CONCURRENCY', 4),
   POLL_INTERVAL_MS: positiveInt('POLL_INTERVAL_MS', 1000),
   PROGRESS_INTERVAL_MS: positiveInt('PROGRESS_INTERVAL_MS', 500),
+  PROGRESS_STEP_PERCENT: positiveInt('PROGRESS_STEP_PERCENT', 10),
   COMFYUI_WEBSOCKET: z
     .string()
     .optional()
@@ -180,6 +191,7 @@ function toConfig(e: z.infer<typeof schema>) {
   return {
     redisUrl: e.REDIS_URL,
     redisFamily: e.REDIS_FAMILY,
+    redisCluster: e.REDIS_CLUSTER,
     comfyuiUrls: e.COMFYUI_URL,
     port: e.PORT,
     metricsPort: e.METRICS_PORT,
@@ -191,6 +203,7 @@ function toConfig(e: z.infer<typeof schema>) {
     workerConcurrency: e.WORKER_CONCURRENCY,
     pollIntervalMs: e.POLL_INTERVAL_MS,
     progressIntervalMs: e.PROGRESS_INTERVAL_MS,
+    progressStepPercent: e.PROGRESS_STEP_PERCENT,
     comfyuiWebsocket: e.COMFYUI_WEBSOCKET,
     recoveryCutoffMs: e.RECOVERY_CUTOFF_MS,
     retentionMs: e.RETENTION_MS,

@@ -1,21 +1,9 @@
 import { once } from 'node:events';
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import { randomBytes } from 'node:crypto';
-import { Worker, type RedisQueueBackend } from 'bullmq';
 import { Webhook } from 'standardwebhooks';
-import { logAnalyticsSink } from '../src/analytics';
-import { ComfyPool } from '../src/comfy/pool';
 import { createLogger } from '../src/logger';
-import {
-  IMAGE_JOB_NAME,
-  newJobData,
-  type JobData,
-  type JobProgress,
-  type JobResult,
-  type Workflow,
-} from '../src/queue';
-import { redisOptions } from '../src/redis';
-import { createProcessor } from '../src/worker/processor';
+import { IMAGE_JOB_NAME, newJobData, type Workflow } from '../src/queue';
 import {
   createNotifyFinished,
   startWebhookWorker,
@@ -28,8 +16,8 @@ import { waitFor } from './helpers/wait';
 import { tinyWorkflow } from './helpers/workflows';
 
 /**
- * End to end: the real processor against the ComfyUI simulator, with notifyFinished wired in
- * the way startImageWorker will wire it (ProcessorDeps.notifyFinished), and the webhook worker.
+ * End to end: the real image worker (startImageWorker with notifyFinished) against the
+ * ComfyUI simulator, and the webhook worker.
  */
 
 const SECRET = `whsec_${randomBytes(32).toString('base64')}`;
@@ -41,8 +29,6 @@ let receiverUrl: string;
 const received: { headers: IncomingHttpHeaders; body: string }[] = [];
 let notify: ReturnType<typeof createNotifyFinished>;
 let webhooks: Closable;
-let pool: ComfyPool;
-let worker: Worker<JobData, JobResult, string, RedisQueueBackend, JobProgress>;
 
 beforeAll(async () => {
   server = createServer((req, res) => {
@@ -62,41 +48,10 @@ beforeAll(async () => {
   const { config } = sys;
   notify = createNotifyFinished(config, { delivery: { backoffMs: 50 } });
   webhooks = await startWebhookWorker(config, { log, delivery: { backoffMs: 50, recheckMs: 50 } });
-  const clientId = `wh-e2e-${randomBytes(4).toString('hex')}`;
-  pool = new ComfyPool({
-    urls: config.comfyuiUrls,
-    slotsPerInstance: config.workerConcurrency,
-    timeoutMs: config.comfyuiTimeoutMs,
-    healthIntervalMs: config.healthIntervalMs,
-    clientId,
-    websocket: false,
-    log,
-  });
-  const processor = createProcessor({
-    settings: config,
-    pool,
-    clientId,
-    analytics: logAnalyticsSink(log),
-    log,
-    isCancelRequested: async () => false,
-    notifyFinished: notify.notifyFinished,
-  });
-  worker = new Worker<JobData, JobResult, string, RedisQueueBackend, JobProgress>(
-    config.queueName,
-    processor,
-    {
-      connection: redisOptions(config, 'worker'),
-      prefix: config.queuePrefix,
-      lockDuration: config.lockDurationMs,
-      stalledInterval: config.stalledIntervalMs,
-    },
-  );
-  await worker.waitUntilReady();
+  await sys.startWorker({}, { notifyFinished: notify.notifyFinished });
 });
 
 afterAll(async () => {
-  await worker?.close();
-  pool?.close();
   await webhooks?.close();
   await notify?.close();
   if (sys) {

@@ -4,6 +4,7 @@ import { z } from 'zod';
 import type { AnalyticsSink } from '../analytics';
 import type { Lookup } from '../comfy/client';
 import type { ComfyPool, Lease } from '../comfy/pool';
+import type { Persist } from './persist';
 import { describeValidationError, type Outcome } from '../comfy/protocol';
 import {
   ComfyHttpError,
@@ -50,6 +51,8 @@ export interface ProcessorSettings {
   pollIntervalMs: number;
   /** at most one progress write per this interval (progress ticks are coalesced) */
   progressIntervalMs: number;
+  /** a progress write needs the percent to cross a step of this size (or a new node) */
+  progressStepPercent: number;
   /** when no instance is healthy with a free slot, a new job waits this long (delayed) */
   healthIntervalMs: number;
   recoveryCutoffMs: number;
@@ -66,6 +69,8 @@ export interface ProcessorDeps {
   analytics: AnalyticsSink;
   log: Logger;
   isCancelRequested: (jobId: string) => Promise<boolean>;
+  /** writes data (+ progress, + log line) in one round trip; tells whether a cancel was requested */
+  persist: Persist;
   /**
    * Called before a job's outcome is saved, for jobs with a webhook: enqueues a durable,
    * idempotent delivery (one per job), so a crash right after the outcome is saved cannot
@@ -164,21 +169,39 @@ export function createProcessor(deps: ProcessorDeps) {
     const socket = () => (state.comfyuiUrl ? deps.pool.socket(state.comfyuiUrl) : undefined);
     let lease: Lease | undefined;
 
-    const save = async (next: JobState, line?: string) => {
-      if (next.promptId !== state.promptId) log = deps.log.child({ jobId, promptId: next.promptId });
+    /** persists a transition (one round trip); resolves true when a cancel was requested */
+    const save = async (next: JobState, line?: string, finalProgress?: JobProgress) => {
+      if (next.promptId !== state.promptId)
+        log = deps.log.child({ jobId, promptId: next.promptId });
       state = { ...next, updatedAt: now() };
       const terminal = ['completed', 'failed', 'cancelled'].includes(next.status);
-      await job.updateData({ ...data, workflow: terminal ? null : data.workflow, state });
-      if (line) await job.log(line);
+      const r = await deps.persist(
+        jobId,
+        { ...data, workflow: terminal ? null : data.workflow, state },
+        { log: line, progress: finalProgress },
+      );
+      return r.cancelRequested;
     };
 
-    let lastProgress = '';
+    let lastProgress: JobProgress | undefined;
     let lastProgressAt = 0;
+    /**
+     * Progress writes are coalesced: at most one per PROGRESS_INTERVAL_MS, and only when
+     * the node, the queue position or the PROGRESS_STEP_PERCENT bucket changed, so a long
+     * prompt costs no more Redis commands than a short one.
+     */
     const progress = async (p: JobProgress, force = false) => {
-      const key = JSON.stringify(p);
-      if (key === lastProgress) return; // no Redis write when nothing changed
-      if (!force && now() - lastProgressAt < settings.progressIntervalMs) return; // coalesce ticks
-      lastProgress = key;
+      const prev = lastProgress;
+      const bucket = (x?: JobProgress) =>
+        x ? Math.floor(x.percent / settings.progressStepPercent) : -1;
+      const changed =
+        !prev ||
+        prev.node !== p.node ||
+        prev.queuePosition !== p.queuePosition ||
+        bucket(prev) !== bucket(p);
+      if (!changed) return;
+      if (!force && now() - lastProgressAt < settings.progressIntervalMs) return;
+      lastProgress = p;
       lastProgressAt = now();
       await job.updateProgress(p);
     };
@@ -205,14 +228,11 @@ export function createProcessor(deps: ProcessorDeps) {
       await save(
         onCompleted(state, outputs, now()),
         `completed with ${outputs.length} output file(s)`,
-      );
-      await progress(
         {
-          ...(JSON.parse(lastProgress || '{}') as JobProgress),
+          ...lastProgress,
           percent: 100,
           queuePosition: undefined,
         },
-        true,
       );
       socket()?.forget(state.promptId ?? '');
       deps.analytics.capture('comfyui_job_completed', data.request.userId ?? jobId, {
@@ -256,11 +276,8 @@ export function createProcessor(deps: ProcessorDeps) {
     };
 
     try {
-      // ---- 2. pickup: fresh, resume, or too late to resume
-      if (await deps.isCancelRequested(jobId)) {
-        await removePrompt();
-        return await fail({ code: 'cancelled', message: 'cancelled by request before it ran' });
-      }
+      // ---- 2. pickup: fresh, resume, or too late to resume. The pickup's write also tells
+      // whether a cancel was requested while the job waited.
       const pickedAt = now();
       const kind = classifyPickup(
         state,
@@ -296,16 +313,15 @@ export function createProcessor(deps: ProcessorDeps) {
           });
         }
         // rule 1: the prompt id is decided and stored before any network call
-        await save(
-          onPromptChosen(
-            onPickup(state, job.stalledCounter ?? 0, pickedAt, false),
-            promptId,
-            url,
-            now(),
-            false,
-          ),
+        const picked = onPickup(state, job.stalledCounter ?? 0, pickedAt, false);
+        const cancelled = await save(
+          onPromptChosen(picked, promptId, url, now(), false),
           `attempt ${state.attempts + 1}: prompt ${promptId} chosen for ${url}`,
         );
+        if (cancelled) {
+          state = picked; // the chosen prompt id was never sent: the job ends without one
+          return await fail({ code: 'cancelled', message: 'cancelled by request before it ran' });
+        }
         deps.fault?.('after-prompt-stored');
         log.info({ promptId, comfyuiUrl: url }, 'submitting prompt');
         await submit(false);
@@ -313,10 +329,14 @@ export function createProcessor(deps: ProcessorDeps) {
         lease = deps.pool.lease(state.comfyuiUrl!);
         const recovered = kind.reason !== 'retry';
         const lastAlive = state.handedOffAt ?? state.updatedAt ?? state.startedAt ?? pickedAt;
-        await save(
+        const cancelled = await save(
           onPickup(state, job.stalledCounter ?? 0, pickedAt, recovered),
           `attempt ${state.attempts + 1}: resuming prompt ${state.promptId} on ${state.comfyuiUrl} (${kind.reason})`,
         );
+        if (cancelled) {
+          await removePrompt();
+          return await fail({ code: 'cancelled', message: 'cancelled by request' });
+        }
         if (recovered) {
           const props = {
             promptId: state.promptId!,

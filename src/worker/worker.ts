@@ -19,6 +19,7 @@ import {
   type JobResult,
 } from '../queue';
 import { createRedis, redisOptions } from '../redis';
+import { createPersist } from './persist';
 import { ABORT, createProcessor, type FaultPoint, type ProcessorDeps } from './processor';
 
 export type WorkerConfig = Pick<
@@ -31,6 +32,7 @@ export type WorkerConfig = Pick<
   | 'workerConcurrency'
   | 'pollIntervalMs'
   | 'progressIntervalMs'
+  | 'progressStepPercent'
   | 'comfyuiWebsocket'
   | 'recoveryCutoffMs'
   | 'retentionMs'
@@ -108,6 +110,7 @@ export async function startImageWorker(
       ? fanOutSink(deps.analytics, metricsSink(deps.metrics))
       : deps.analytics,
     log,
+    persist: createPersist(commands, config),
     isCancelRequested: async (jobId) =>
       (await commands.hget(jobKey(config, jobId), CANCEL_FIELD)) !== null,
     fault: deps.fault,
