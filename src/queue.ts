@@ -1,5 +1,6 @@
 import { Queue, type JobsOptions, type Job } from 'bullmq';
 import { initialState, type JobOutput, type JobState } from './job-state';
+import type { Logger } from './logger';
 import { redisOptions, type RedisSettings } from './redis';
 
 /**
@@ -103,10 +104,10 @@ export type ImageQueue = ReturnType<typeof createImageQueue>;
  * Returns a stop function. Errors (Redis down) are reported and retried next tick.
  */
 export function startRetentionCleaner(
-  queue: ImageQueue,
+  queue: Pick<ImageQueue, 'clean'>,
   retentionMs: number,
   intervalMs: number,
-  onError: (err: unknown) => void,
+  log: Pick<Logger, 'warn'>,
 ): () => void {
   let running = false;
   const tick = async () => {
@@ -118,7 +119,10 @@ export function startRetentionCleaner(
         while ((await queue.clean(retentionMs, 1000, type)).length === 1000);
       }
     } catch (err) {
-      onError(err);
+      log.warn(
+        { err: err instanceof Error ? err.message : String(err) },
+        'retention clean failed; will retry',
+      );
     } finally {
       running = false;
     }

@@ -135,11 +135,7 @@ export async function createApiServices(config: ApiConfig, log: Logger): Promise
       queue,
       config.retentionMs,
       config.cleanIntervalMs,
-      (err) =>
-        log.warn(
-          { err: err instanceof Error ? err.message : String(err) },
-          'retention clean failed; will retry',
-        ),
+      log,
     );
     closers.unshift(['retention cleaner', stopCleaner]);
 

@@ -14,6 +14,7 @@ import { loadConfig } from '../config';
 import { createLogger } from '../logger';
 import { describeRedis } from '../redis';
 import { createMetrics, registerQueueDepth } from '../metrics';
+import { startRetentionCleaner } from '../queue';
 import { createWebhookQueue } from '../webhooks/queue';
 import { checkWebhookUrl } from '../webhooks/url-policy';
 import pkg from '../../package.json';
@@ -71,7 +72,16 @@ async function main() {
     connectionName: `api-${process.pid}-webhooks`,
   });
   webhookQueue.on('error', () => undefined); // reported by the image queue's handler already
-  const closeWebhookQueue = () => webhookQueue.close().catch(() => webhookQueue.disconnect());
+  const stopWebhookCleaner = startRetentionCleaner(
+    webhookQueue,
+    config.retentionMs,
+    config.cleanIntervalMs,
+    log,
+  );
+  const closeWebhookQueue = () => {
+    stopWebhookCleaner();
+    return webhookQueue.close().catch(() => webhookQueue.disconnect());
+  };
   closeWebhookQueueRef.current = closeWebhookQueue;
   const metrics = createMetrics();
   registerQueueDepth(metrics, [services.queue, webhookQueue]);

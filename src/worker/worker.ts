@@ -166,16 +166,7 @@ export async function startImageWorker(
     if (worker.cancelJob(jobId, ABORT.cancel) !== false) log.info({ jobId }, 'cancel requested');
   });
 
-  const stopCleaner = startRetentionCleaner(
-    queue,
-    config.retentionMs,
-    config.cleanIntervalMs,
-    (err) =>
-      log.warn(
-        { err: err instanceof Error ? err.message : String(err) },
-        'retention clean failed; will retry',
-      ),
-  );
+  const stopCleaner = startRetentionCleaner(queue, config.retentionMs, config.cleanIntervalMs, log);
 
   let metricsServer: Server | undefined;
   if (deps.metrics) {
