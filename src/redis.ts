@@ -1,5 +1,9 @@
-import type { RedisOptions } from 'bullmq';
-import IORedis, { type RedisOptions as IORedisOptions } from 'ioredis';
+import { RedisConnection, createIORedisClient, type IRedisClient, type RedisOptions } from 'bullmq';
+import IORedis, {
+  Cluster,
+  type ClusterOptions,
+  type RedisOptions as IORedisOptions,
+} from 'ioredis';
 
 /**
  * The one place that knows how to connect to Redis, by role.
@@ -7,6 +11,12 @@ import IORedis, { type RedisOptions as IORedisOptions } from 'ioredis';
  * - producer: the API's Queue, fails fast while Redis is down (`enableOfflineQueue: false`).
  * `rediss://` means TLS (ioredis derives it from the URL). On Fly, Upstash is reached over
  * private IPv6: `REDIS_FAMILY=6` (ioredis 6's default 0 resolves both families too).
+ *
+ * Redis Cluster (`REDIS_CLUSTER=1`): REDIS_URL names one seed node; every connection is an
+ * ioredis `Cluster` that discovers the others. The queue keys share one hash slot through
+ * the `{…}` in QUEUE_PREFIX. BullMQ gets plain options as before (so it still creates and
+ * closes its own connections); a BullMQ client factory, installed the first time cluster
+ * options are built, turns options marked for the cluster into a `Cluster`.
  */
 export type RedisRole = 'worker' | 'producer' | 'subscriber';
 
@@ -14,7 +24,12 @@ export interface RedisSettings {
   redisUrl: string;
   redisFamily?: 0 | 4 | 6;
   connectionName?: string;
+  /** REDIS_CLUSTER=1: REDIS_URL is a seed node of a Redis Cluster. @defaultValue false */
+  redisCluster?: boolean;
 }
+
+/** The option that marks a BullMQ connection as a Redis Cluster one (read by the factory). */
+export const CLUSTER_OPTION = 'comfyuiQueueCluster';
 
 export function redisOptions(settings: RedisSettings, role: RedisRole): RedisOptions {
   const base: RedisOptions = {
@@ -23,6 +38,10 @@ export function redisOptions(settings: RedisSettings, role: RedisRole): RedisOpt
     connectionName: settings.connectionName,
     ...(settings.redisFamily !== undefined ? { family: settings.redisFamily } : {}),
   };
+  if (settings.redisCluster) {
+    installClusterFactory();
+    base[CLUSTER_OPTION] = true;
+  }
   if (role === 'producer') {
     return {
       ...base,
@@ -36,10 +55,70 @@ export function redisOptions(settings: RedisSettings, role: RedisRole): RedisOpt
   return { ...base, maxRetriesPerRequest: null, enableOfflineQueue: true };
 }
 
-/** A plain ioredis client for non-BullMQ work (pub/sub, health checks). The caller closes it. */
+/**
+ * A plain ioredis client for non-BullMQ work (pub/sub, health checks). The caller closes it.
+ * With REDIS_CLUSTER it is an ioredis `Cluster`: it has every command, event and `status`
+ * this project uses on the client (routing each key to its node, pub/sub cluster-wide), so
+ * it is returned under the same type and callers need no change.
+ */
 export function createRedis(settings: RedisSettings, role: RedisRole): IORedis {
-  const { url, ...rest } = redisOptions(settings, role) as RedisOptions & { url: string };
+  const options = redisOptions(settings, role);
+  if (settings.redisCluster) return createCluster(options) as unknown as IORedis;
+  const { url, ...rest } = options as RedisOptions & { url: string };
   return new IORedis(url, rest as IORedisOptions);
+}
+
+/** An ioredis Cluster from the options `redisOptions` built: seed from the URL, the rest per node. */
+export function createCluster(options: RedisOptions): Cluster {
+  const {
+    url,
+    host: _host,
+    port: _port,
+    retryStrategy,
+    enableOfflineQueue,
+    enableReadyCheck,
+    [CLUSTER_OPTION]: _marker,
+    ...perNode
+  } = options;
+  const u = new URL(String(url));
+  const nodeOptions: ClusterOptions['redisOptions'] = {
+    ...(perNode as IORedisOptions),
+    ...(u.username ? { username: decodeURIComponent(u.username) } : {}),
+    ...(u.password ? { password: decodeURIComponent(u.password) } : {}),
+    ...(u.protocol === 'rediss:' ? { tls: {} } : {}),
+  };
+  return new Cluster(
+    [{ host: u.hostname.replace(/^\[(.*)\]$/, '$1'), port: Number(u.port || 6379) }],
+    {
+      redisOptions: nodeOptions,
+      enableOfflineQueue,
+      enableReadyCheck,
+      // the role's reconnect policy (BullMQ's own for worker connections) for the whole cluster
+      ...(typeof retryStrategy === 'function'
+        ? { clusterRetryStrategy: (times: number) => retryStrategy(times) ?? null }
+        : {}),
+    },
+  );
+}
+
+/** BullMQ's default client creation (redis-connection.js `init()`), plus cluster-marked options. */
+function clusterAwareFactory(opts: RedisOptions): IRedisClient {
+  if (opts[CLUSTER_OPTION]) return createIORedisClient(createCluster(opts));
+  const { url, ...rest } = opts;
+  return createIORedisClient(
+    url ? new IORedis(url, rest as IORedisOptions) : new IORedis(rest as IORedisOptions),
+  );
+}
+
+function installClusterFactory(): void {
+  const current = RedisConnection.clientFactory;
+  if (current === clusterAwareFactory) return;
+  if (current) {
+    throw new Error(
+      'REDIS_CLUSTER=1 needs BullMQ’s RedisConnection.clientFactory, but another one is installed',
+    );
+  }
+  RedisConnection.clientFactory = clusterAwareFactory;
 }
 
 /** The URL with any password replaced, for logs and messages. */
@@ -59,5 +138,5 @@ export function describeRedis(settings: RedisSettings): string {
   const u = new URL(settings.redisUrl);
   return `${u.protocol === 'rediss:' ? 'TLS ' : ''}${u.hostname}:${u.port || 6379}${
     settings.redisFamily ? ` (IPv${settings.redisFamily})` : ''
-  }`;
+  }${settings.redisCluster ? ' (Redis Cluster seed node)' : ''}`;
 }
