@@ -93,7 +93,7 @@ describe('Redis at maxmemory (noeviction)', () => {
    * dedicated message: "Redis is out of memory (maxmemory reached): the queue cannot
    * accept jobs; retry later", keeping 503 queue_unavailable with Retry-After.
    */
-  test.failing('full: POST /v1/jobs answers 503 queue_unavailable at once', async () => {
+  test('full: POST /v1/jobs answers 503 queue_unavailable at once', async () => {
     const id = (await post()).res.body.id as string; // accepted while there is room
     const fillers = await fill();
     const { res, ms } = await post();

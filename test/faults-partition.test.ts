@@ -96,65 +96,61 @@ afterAll(async () => {
  * late write can also reset a finished job's progress): send it through the same
  * lock-checked script.
  */
-test.failing(
-  'a partitioned worker’s late write does not roll back a finished job',
-  async () => {
-    const a = spawnWorker({ ...sys.env, REDIS_URL: proxy.url, WORKER_NAME: 'partitioned' });
-    procs.push(a);
-    await a.waitForLog('"msg":"worker ready"');
-    // keep ComfyUI busy so the job's prompt waits, then runs while its first worker is cut off
-    await fetch(`${sys.sim.url}/prompt`, {
-      method: 'POST',
-      body: JSON.stringify({ prompt: sleepWorkflow(4, 'partition-blocker') }),
-    });
-    const id = await sys.enqueue(sleepWorkflow(1, 'partition'));
-    const job = async () => (await Job.fromId<JobData, JobResult>(sys.queue, id))!;
-    await waitFor('the first worker to submit the prompt and show its queue position', async () => {
+test('a partitioned worker’s late write does not roll back a finished job', async () => {
+  const a = spawnWorker({ ...sys.env, REDIS_URL: proxy.url, WORKER_NAME: 'partitioned' });
+  procs.push(a);
+  await a.waitForLog('"msg":"worker ready"');
+  // keep ComfyUI busy so the job's prompt waits, then runs while its first worker is cut off
+  await fetch(`${sys.sim.url}/prompt`, {
+    method: 'POST',
+    body: JSON.stringify({ prompt: sleepWorkflow(4, 'partition-blocker') }),
+  });
+  const id = await sys.enqueue(sleepWorkflow(1, 'partition'));
+  const job = async () => (await Job.fromId<JobData, JobResult>(sys.queue, id))!;
+  await waitFor('the first worker to submit the prompt and show its queue position', async () => {
+    const j = await job();
+    const queued = (j.progress as { queuePosition?: number }).queuePosition !== undefined;
+    return j.data.state.status === 'submitted' && queued ? true : undefined;
+  });
+
+  proxy.hold(); // the first worker keeps following ComfyUI, but nothing it writes arrives
+  await waitFor(
+    'the cut-off worker to save "running" (held by the partition)',
+    () => proxy.holds('"status":"running"'),
+    { timeoutMs: 15_000 },
+  );
+  const b = spawnWorker({ ...sys.env, WORKER_NAME: 'owner' });
+  procs.push(b);
+  await waitFor(
+    'the second worker to take the job over and finish it',
+    async () => ((await sys.queue.getJobState(id)) === 'completed' ? true : undefined),
+    { timeoutMs: 20_000 },
+  );
+  const finished = await job();
+  expect(finished.processedBy).toBe('owner');
+  expect(finished.data.state.status).toBe('completed');
+
+  // freeze the first worker, then let what it wrote while cut off reach Redis: a frozen
+  // process cannot write anything newer afterwards, so Redis ends with that late write
+  a.proc.kill('SIGSTOP');
+  proxy.heal();
+  const progressOf = (j: Job<JobData, JobResult>) => (j.progress as { percent?: number }).percent;
+  const rolledBack = await waitFor(
+    'a late write to roll the job back',
+    async () => {
       const j = await job();
-      const queued = (j.progress as { queuePosition?: number }).queuePosition !== undefined;
-      return j.data.state.status === 'submitted' && queued ? true : undefined;
-    });
-
-    proxy.hold(); // the first worker keeps following ComfyUI, but nothing it writes arrives
-    await waitFor(
-      'the cut-off worker to save "running" (held by the partition)',
-      () => proxy.holds('"status":"running"'),
-      { timeoutMs: 15_000 },
-    );
-    const b = spawnWorker({ ...sys.env, WORKER_NAME: 'owner' });
-    procs.push(b);
-    await waitFor(
-      'the second worker to take the job over and finish it',
-      async () => ((await sys.queue.getJobState(id)) === 'completed' ? true : undefined),
-      { timeoutMs: 20_000 },
-    );
-    const finished = await job();
-    expect(finished.processedBy).toBe('owner');
-    expect(finished.data.state.status).toBe('completed');
-
-    // freeze the first worker, then let what it wrote while cut off reach Redis: a frozen
-    // process cannot write anything newer afterwards, so Redis ends with that late write
-    a.proc.kill('SIGSTOP');
-    proxy.heal();
-    const progressOf = (j: Job<JobData, JobResult>) => (j.progress as { percent?: number }).percent;
-    const rolledBack = await waitFor(
-      'a late write to roll the job back',
-      async () => {
-        const j = await job();
-        return j.data.state.status !== 'completed' || progressOf(j) !== 100 ? j : undefined;
-      },
-      { timeoutMs: 2_000 },
-    ).catch(() => undefined);
-    a.proc.kill('SIGKILL');
-    const after = await job();
-    console.log(
-      `partition healed: BullMQ ${await sys.queue.getJobState(id)}, JobState ${after.data.state.status}, progress ${JSON.stringify(after.progress)}`,
-    );
-    expect(await sys.queue.getJobState(id)).toBe('completed');
-    expect(rolledBack).toBeUndefined();
-    expect(after.data.state.status).toBe('completed');
-    expect(progressOf(after)).toBe(100);
-    expect(sys.sim.executions()[after.data.state.promptId!]).toBe(1);
-  },
-  45_000,
-);
+      return j.data.state.status !== 'completed' || progressOf(j) !== 100 ? j : undefined;
+    },
+    { timeoutMs: 2_000 },
+  ).catch(() => undefined);
+  a.proc.kill('SIGKILL');
+  const after = await job();
+  console.log(
+    `partition healed: BullMQ ${await sys.queue.getJobState(id)}, JobState ${after.data.state.status}, progress ${JSON.stringify(after.progress)}`,
+  );
+  expect(await sys.queue.getJobState(id)).toBe('completed');
+  expect(rolledBack).toBeUndefined();
+  expect(after.data.state.status).toBe('completed');
+  expect(progressOf(after)).toBe(100);
+  expect(sys.sim.executions()[after.data.state.promptId!]).toBe(1);
+}, 45_000);

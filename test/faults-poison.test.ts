@@ -234,21 +234,18 @@ describe('poison jobs against one worker process', () => {
    * `typeof n === 'object'`) so the job fails once with `workflow_invalid`; and in onError
    * fail unknown non-connection errors once (`UnrecoverableError`) instead of retrying them.
    */
-  test.failing(
-    'a ComfyUI 400 of an unexpected shape: fails once with workflow_invalid',
-    async () => {
-      const workflow = tinyWorkflow(MALFORMED_MARKER);
-      const id = await sys.enqueue(workflow);
-      expect(await settled(id)).toBe('failed');
-      const failed = await job(id);
-      console.log(
-        `malformed 400: failedReason "${failed.failedReason}", attemptsMade ${failed.attemptsMade}`,
-      );
-      expect(worker.proc.exitCode).toBeNull();
-      expect(failed.attemptsMade).toBe(1);
-      expect(failed.failedReason).toMatch(/^workflow_invalid: /);
-    },
-  );
+  test('a ComfyUI 400 of an unexpected shape: fails once with workflow_invalid', async () => {
+    const workflow = tinyWorkflow(MALFORMED_MARKER);
+    const id = await sys.enqueue(workflow);
+    expect(await settled(id)).toBe('failed');
+    const failed = await job(id);
+    console.log(
+      `malformed 400: failedReason "${failed.failedReason}", attemptsMade ${failed.attemptsMade}`,
+    );
+    expect(worker.proc.exitCode).toBeNull();
+    expect(failed.attemptsMade).toBe(1);
+    expect(failed.failedReason).toMatch(/^workflow_invalid: /);
+  });
 
   it('(the malformed 400 does not crash-loop the worker)', async () => {
     await sameWorkerCompletesANormalJob();
@@ -262,30 +259,27 @@ describe('poison jobs against one worker process', () => {
    * validate `state.comfyuiUrl` (an http(s) URL) and `state.promptId` (a string) in
    * JobDataSchema → `invalid_job_data` at once; and the onError change above.
    */
-  test.failing(
-    'a stored comfyuiUrl that is not a URL: fails once with invalid_job_data',
-    async () => {
-      const data: JobData = {
-        ...newJobData(tinyWorkflow('bad-url'), { jobType: 'poison' }, Date.now()),
-        state: {
-          ...initialState(Date.now()),
-          status: 'submitted',
-          promptId: randomUUID(),
-          comfyuiUrl: 'http://not a host',
-          startedAt: Date.now(),
-          attempts: 1,
-        },
-      };
-      const id = await rawJob({ data: JSON.stringify(data) });
-      expect(await settled(id)).toBe('failed');
-      const failed = await job(id);
-      console.log(
-        `bad comfyuiUrl: failedReason "${failed.failedReason}", attemptsMade ${failed.attemptsMade}`,
-      );
-      expect(failed.attemptsMade).toBe(1);
-      expect(failed.failedReason).toMatch(/^invalid_job_data: /);
-    },
-  );
+  test('a stored comfyuiUrl that is not a URL: fails once with invalid_job_data', async () => {
+    const data: JobData = {
+      ...newJobData(tinyWorkflow('bad-url'), { jobType: 'poison' }, Date.now()),
+      state: {
+        ...initialState(Date.now()),
+        status: 'submitted',
+        promptId: randomUUID(),
+        comfyuiUrl: 'http://not a host',
+        startedAt: Date.now(),
+        attempts: 1,
+      },
+    };
+    const id = await rawJob({ data: JSON.stringify(data) });
+    expect(await settled(id)).toBe('failed');
+    const failed = await job(id);
+    console.log(
+      `bad comfyuiUrl: failedReason "${failed.failedReason}", attemptsMade ${failed.attemptsMade}`,
+    );
+    expect(failed.attemptsMade).toBe(1);
+    expect(failed.failedReason).toMatch(/^invalid_job_data: /);
+  });
 
   it('(the bad comfyuiUrl does not crash-loop the worker)', async () => {
     await sameWorkerCompletesANormalJob();

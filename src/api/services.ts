@@ -19,6 +19,7 @@ export type ApiConfig = Pick<
   Config,
   | 'redisUrl'
   | 'redisFamily'
+  | 'redisCluster'
   | 'queueName'
   | 'queuePrefix'
   | 'retentionMs'

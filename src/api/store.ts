@@ -59,7 +59,7 @@ if redis.call('HEXISTS', KEYS[1], 'finishedOn') == 1 then return -2 end
 return redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2])`;
 
 const CONNECTION_ERROR =
-  /Connection is closed|Stream isn't writeable|max retries per request|ECONNREFUSED|ECONNRESET|EPIPE|ETIMEDOUT|EHOSTUNREACH|ENOTFOUND|Socket closed|LOADING|READONLY|CLUSTERDOWN|TRYAGAIN/i;
+  /Connection is closed|Stream isn't writeable|max retries per request|ECONNREFUSED|ECONNRESET|EPIPE|ETIMEDOUT|EHOSTUNREACH|ENOTFOUND|Socket closed|LOADING|READONLY|CLUSTERDOWN|TRYAGAIN|OOM command not allowed/i;
 
 /** Errors that mean "Redis is not reachable or not serving", as ioredis and BullMQ word them. */
 export function isConnectionError(err: unknown): boolean {

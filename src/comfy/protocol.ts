@@ -163,9 +163,17 @@ export function describeValidationError(body: unknown): { message: string; nodeI
           .join(': ');
   const parts: string[] = [];
   for (const [nodeId, ne] of Object.entries(nodeErrors)) {
-    const n = ne as { class_type?: string; errors?: { message?: string; details?: string }[] };
-    const errs = (n.errors ?? []).map((e) => [e.message, e.details].filter((s) => s).join(': '));
-    parts.push(`node ${nodeId}${n.class_type ? ` (${n.class_type})` : ''}: ${errs.join('; ')}`);
+    // tolerate any shape: a malformed 400 is still a permanent workflow error
+    const n = (ne && typeof ne === 'object' ? ne : {}) as {
+      class_type?: unknown;
+      errors?: unknown;
+    };
+    const errs = (Array.isArray(n.errors) ? n.errors : []).map((e) => {
+      const x = (e && typeof e === 'object' ? e : {}) as { message?: unknown; details?: unknown };
+      return [x.message, x.details].filter((v) => typeof v === 'string' && v !== '').join(': ');
+    });
+    const cls = typeof n.class_type === 'string' ? ` (${n.class_type})` : '';
+    parts.push(`node ${nodeId}${cls}: ${errs.join('; ')}`);
   }
   let nodeId: string | undefined = Object.keys(nodeErrors)[0];
   if (!nodeId && typeof error !== 'string' && typeof error.details === 'string') {

@@ -30,6 +30,8 @@ interface Tracked {
   current?: string;
   value?: number;
   max?: number;
+  /** an event that came while nobody waited (during a lookup or a write): the next wait returns it */
+  pending?: Exclude<WakeReason, 'timeout'>;
 }
 
 export interface ComfySocketOptions {
@@ -87,12 +89,19 @@ export class ComfySocket {
 
   /** Resolves at the next event for this prompt, after `ms`, or when `signal` aborts. */
   wait(promptId: string, ms: number, signal: AbortSignal): Promise<WakeReason> {
+    const t = this.tracked.get(promptId);
+    if (t?.pending) {
+      const reason = t.pending;
+      t.pending = undefined;
+      return Promise.resolve(reason);
+    }
     return new Promise((resolve) => {
       if (signal.aborted) return resolve('changed');
       const finish = (reason: WakeReason) => {
         clearTimeout(timer);
         this.events.off(promptId, finish);
         signal.removeEventListener('abort', onAbort);
+        if (t && reason !== 'timeout') t.pending = undefined;
         resolve(reason);
       };
       const onAbort = () => finish('changed');
@@ -100,6 +109,13 @@ export class ComfySocket {
       this.events.on(promptId, finish);
       signal.addEventListener('abort', onAbort, { once: true });
     });
+  }
+
+  /** wakes the prompt's waiter, or keeps the event for its next wait ('changed' wins) */
+  private wake(promptId: string, reason: Exclude<WakeReason, 'timeout'>): void {
+    const t = this.tracked.get(promptId);
+    if (t && t.pending !== 'changed') t.pending = reason;
+    this.events.emit(promptId, reason);
   }
 
   close(): void {
@@ -134,7 +150,7 @@ export class ComfySocket {
       }, this.heartbeatMs);
       this.heartbeat.unref();
       // nothing is replayed after a (re)connect: wake every follower so it re-syncs by polling
-      for (const id of this.tracked.keys()) this.events.emit(id, 'changed');
+      for (const id of this.tracked.keys()) this.wake(id, 'changed');
     });
     ws.on('pong', () => (this.lastSeen = Date.now()));
     ws.on('message', (raw, isBinary) => {
@@ -173,18 +189,18 @@ export class ComfySocket {
     switch (msg.type) {
       case 'execution_cached':
         for (const n of Array.isArray(data.nodes) ? data.nodes : []) t.started.add(String(n));
-        this.events.emit(promptId, 'progress');
+        this.wake(promptId, 'progress');
         return;
       case 'executing':
         if (data.node === null || data.node === undefined) {
-          this.events.emit(promptId, 'changed'); // history is written: poll now
+          this.wake(promptId, 'changed'); // history is written: poll now
           return;
         }
         t.current = String(data.node);
         t.started.add(t.current);
         t.value = undefined;
         t.max = undefined;
-        this.events.emit(promptId, 'progress');
+        this.wake(promptId, 'progress');
         return;
       case 'progress':
         t.value = Number(data.value);
@@ -193,10 +209,10 @@ export class ComfySocket {
           t.current = data.node;
           t.started.add(data.node);
         }
-        this.events.emit(promptId, 'progress');
+        this.wake(promptId, 'progress');
         return;
       case 'execution_start':
-        this.events.emit(promptId, 'changed'); // pending → running
+        this.wake(promptId, 'changed'); // pending → running
         return;
       default:
         // execution_success/_error/_interrupted come before history is written; the

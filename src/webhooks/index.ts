@@ -67,6 +67,8 @@ export function createNotifyFinished(
     'worker',
     delivery,
   );
+  // errors are reported by the connections that notice them first; never crash on one
+  queue.on('error', () => undefined);
   let closing: Promise<void> | undefined;
   return {
     queue,
@@ -132,13 +134,17 @@ export async function startWebhookWorker(
       concurrency: delivery.concurrency,
       // an attempt is bounded by timeoutMs; the lock only needs to outlive it
       lockDuration: Math.max(30_000, delivery.timeoutMs * 2),
+      // deliveries are rare and idempotent: idle cheaply (a new delivery still wakes the
+      // blocking wait at once) and check for stalled deliveries every 5 minutes
+      drainDelay: 300,
+      stalledInterval: 300_000,
       autorun: false,
     },
   );
   worker.on('error', (err) => log.warn({ err: err.message }, 'webhook worker error'));
   await worker.waitUntilReady();
   void worker.run().catch((err) => log.error({ err }, 'webhook worker stopped with an error'));
-  log.info({ queue: webhookQueueName(config.queueName) }, 'webhook worker ready');
+  log.info({ queue: webhookQueueName(config.queueName) }, 'webhook deliveries: consuming');
 
   let closing: Promise<void> | undefined;
   return {

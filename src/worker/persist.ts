@@ -3,59 +3,108 @@ import type { Cluster } from 'ioredis';
 import { CANCEL_FIELD, jobKey, type JobData, type JobProgress, type QueueSettings } from '../queue';
 
 /**
- * One round trip per JobState transition: the job's data, optionally its progress, and
- * its Bull Board log line are written by one Lua script, which also answers whether a
- * cancel was requested (so the pickup check costs nothing extra). Keys are the BullMQ job
- * hash and its `:logs` list, which share a hash slot (Redis Cluster safe).
+ * Every write the processor makes to its job, each one round trip and each checked against
+ * the job's BullMQ lock: a worker that lost the job (partition, long stall) can never
+ * overwrite what the worker that now owns it saved, even when its write arrives late.
+ *
+ * - persist: the job's data (JobState), optionally its progress, and a Bull Board log
+ *   line; answers whether a cancel was requested (so the pickup check costs nothing).
+ * - progress: BullMQ's updateProgress (hash field + `progress` event), lock-checked.
+ * Keys are the job hash, its `:logs` list, its `:lock` and the queue's events stream and
+ * meta hash; all share the queue's hash tag (Redis Cluster safe).
  */
-const PERSIST_LUA = `
+const LOCK_CHECK = `
 if redis.call("EXISTS", KEYS[1]) == 0 then return -1 end
-redis.call("HSET", KEYS[1], "data", ARGV[1])
-if ARGV[2] ~= "" then redis.call("HSET", KEYS[1], "progress", ARGV[2]) end
-if ARGV[3] ~= "" then redis.call("RPUSH", KEYS[2], ARGV[3]) end
-if redis.call("HEXISTS", KEYS[1], ARGV[4]) == 1 then return 1 end
+if ARGV[1] ~= "" and redis.call("GET", KEYS[3]) ~= ARGV[1] then return -2 end
+`;
+
+const PERSIST_LUA = `${LOCK_CHECK}
+redis.call("HSET", KEYS[1], "data", ARGV[2])
+if ARGV[3] ~= "" then redis.call("HSET", KEYS[1], "progress", ARGV[3]) end
+if ARGV[4] ~= "" then redis.call("RPUSH", KEYS[2], ARGV[4]) end
+if redis.call("HEXISTS", KEYS[1], ARGV[5]) == 1 then return 1 end
 return 0
 `;
 
-type Client = (IORedis | Cluster) & {
-  comfyqPersist?: (
-    k1: string,
-    k2: string,
-    data: string,
-    progress: string,
-    log: string,
-    field: string,
-  ) => Promise<number>;
-};
+/** BullMQ's updateProgress-3.lua plus the lock check (events trimmed like BullMQ does). */
+const PROGRESS_LUA = `${LOCK_CHECK}
+local maxEvents = redis.call("HGET", KEYS[5], "opts.maxLenEvents")
+if not maxEvents then
+  maxEvents = 10000
+  redis.call("HSET", KEYS[5], "opts.maxLenEvents", maxEvents)
+end
+redis.call("HSET", KEYS[1], "progress", ARGV[2])
+redis.call("XADD", KEYS[4], "MAXLEN", "~", maxEvents, "*", "event", "progress", "jobId", ARGV[3], "data", ARGV[2])
+return 0
+`;
+
+type Script = (
+  k1: string,
+  k2: string,
+  k3: string,
+  k4: string,
+  k5: string,
+  ...argv: string[]
+) => Promise<number>;
+type Client = (IORedis | Cluster) & { comfyqPersist?: Script; comfyqProgress?: Script };
+
+/** The job is no longer this worker's: stop following it and write nothing more. */
+export class LockLostError extends Error {
+  constructor(jobId: string) {
+    super(`stopped following job ${jobId}: its lock is held by another worker now (or expired)`);
+    this.name = 'LockLostError';
+  }
+}
 
 export interface PersistOptions {
   progress?: JobProgress;
   log?: string;
 }
 
-export type Persist = (
-  jobId: string,
-  data: JobData,
-  opts?: PersistOptions,
-) => Promise<{ cancelRequested: boolean }>;
+export interface JobWriter {
+  persist(
+    jobId: string,
+    token: string | undefined,
+    data: JobData,
+    opts?: PersistOptions,
+  ): Promise<{ cancelRequested: boolean }>;
+  progress(jobId: string, token: string | undefined, progress: JobProgress): Promise<void>;
+}
 
-export function createPersist(
+export function createJobWriter(
   redis: IORedis | Cluster,
   s: Pick<QueueSettings, 'queuePrefix' | 'queueName'>,
-): Persist {
+): JobWriter {
   const client = redis as Client;
-  client.defineCommand('comfyqPersist', { numberOfKeys: 2, lua: PERSIST_LUA });
-  return async (jobId, data, opts = {}) => {
+  client.defineCommand('comfyqPersist', { numberOfKeys: 5, lua: PERSIST_LUA });
+  client.defineCommand('comfyqProgress', { numberOfKeys: 5, lua: PROGRESS_LUA });
+  const keys = (jobId: string) => {
     const key = jobKey(s, jobId);
-    const r = await client.comfyqPersist!(
-      key,
-      `${key}:logs`,
-      JSON.stringify(data),
-      opts.progress ? JSON.stringify(opts.progress) : '',
-      opts.log ?? '',
-      CANCEL_FIELD,
-    );
+    const queueKey = `${s.queuePrefix}:${s.queueName}`;
+    return [key, `${key}:logs`, `${key}:lock`, `${queueKey}:events`, `${queueKey}:meta`] as const;
+  };
+  const check = (r: number, jobId: string) => {
     if (r === -1) throw new Error(`job ${jobId} no longer exists in Redis (removed while it ran?)`);
-    return { cancelRequested: r === 1 };
+    if (r === -2) throw new LockLostError(jobId);
+  };
+  return {
+    async persist(jobId, token, data, opts = {}) {
+      const r = await client.comfyqPersist!(
+        ...keys(jobId),
+        token ?? '',
+        JSON.stringify(data),
+        opts.progress ? JSON.stringify(opts.progress) : '',
+        opts.log ?? '',
+        CANCEL_FIELD,
+      );
+      check(r, jobId);
+      return { cancelRequested: r === 1 };
+    },
+    async progress(jobId, token, progress) {
+      check(
+        await client.comfyqProgress!(...keys(jobId), token ?? '', JSON.stringify(progress), jobId),
+        jobId,
+      );
+    },
   };
 }

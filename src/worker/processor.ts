@@ -4,7 +4,7 @@ import { z } from 'zod';
 import type { AnalyticsSink } from '../analytics';
 import type { Lookup } from '../comfy/client';
 import type { ComfyPool, Lease } from '../comfy/pool';
-import type { Persist } from './persist';
+import { LockLostError, type JobWriter } from './persist';
 import { describeValidationError, type Outcome } from '../comfy/protocol';
 import {
   ComfyHttpError,
@@ -69,8 +69,8 @@ export interface ProcessorDeps {
   analytics: AnalyticsSink;
   log: Logger;
   isCancelRequested: (jobId: string) => Promise<boolean>;
-  /** writes data (+ progress, + log line) in one round trip; tells whether a cancel was requested */
-  persist: Persist;
+  /** lock-checked writes: data (+ progress, + log line) in one round trip, and progress */
+  writer: JobWriter;
   /**
    * Called before a job's outcome is saved, for jobs with a webhook: enqueues a durable,
    * idempotent delivery (one per job), so a crash right after the outcome is saved cannot
@@ -109,6 +109,8 @@ const JobDataSchema = z.object({
         'failed',
         'cancelled',
       ]),
+      promptId: z.string().min(1).optional(),
+      comfyuiUrl: z.url({ protocol: /^https?$/, error: 'must be an http(s) URL' }).optional(),
       createdAt: z.number(),
       attempts: z.number(),
       recoveries: z.number(),
@@ -175,8 +177,9 @@ export function createProcessor(deps: ProcessorDeps) {
         log = deps.log.child({ jobId, promptId: next.promptId });
       state = { ...next, updatedAt: now() };
       const terminal = ['completed', 'failed', 'cancelled'].includes(next.status);
-      const r = await deps.persist(
+      const r = await deps.writer.persist(
         jobId,
+        token,
         { ...data, workflow: terminal ? null : data.workflow, state },
         { log: line, progress: finalProgress },
       );
@@ -203,7 +206,7 @@ export function createProcessor(deps: ProcessorDeps) {
       if (!force && now() - lastProgressAt < settings.progressIntervalMs) return;
       lastProgress = p;
       lastProgressAt = now();
-      await job.updateProgress(p);
+      await deps.writer.progress(jobId, token, p);
     };
 
     const fail = async (error: JobError): Promise<never> => {
@@ -353,7 +356,12 @@ export function createProcessor(deps: ProcessorDeps) {
       // ---- 3. follow until ComfyUI reports an outcome
       return await follow();
     } catch (err) {
-      if (err instanceof JobFailure || err instanceof WaitingError || err instanceof DelayedError)
+      if (
+        err instanceof JobFailure ||
+        err instanceof WaitingError ||
+        err instanceof DelayedError ||
+        err instanceof LockLostError
+      )
         throw err;
       return await onError(err);
     } finally {

@@ -19,13 +19,14 @@ import {
   type JobResult,
 } from '../queue';
 import { createRedis, redisOptions } from '../redis';
-import { createPersist } from './persist';
+import { createJobWriter } from './persist';
 import { ABORT, createProcessor, type FaultPoint, type ProcessorDeps } from './processor';
 
 export type WorkerConfig = Pick<
   Config,
   | 'redisUrl'
   | 'redisFamily'
+  | 'redisCluster'
   | 'queueName'
   | 'queuePrefix'
   | 'comfyuiUrls'
@@ -110,7 +111,7 @@ export async function startImageWorker(
       ? fanOutSink(deps.analytics, metricsSink(deps.metrics))
       : deps.analytics,
     log,
-    persist: createPersist(commands, config),
+    writer: createJobWriter(commands, config),
     isCancelRequested: async (jobId) =>
       (await commands.hget(jobKey(config, jobId), CANCEL_FIELD)) !== null,
     fault: deps.fault,

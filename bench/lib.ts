@@ -1,0 +1,546 @@
+/**
+ * Shared pieces of the benchmark: a cleanup scope that owns every process and connection a
+ * figure starts, the processes themselves (redis-server, simulator, worker, API, raw BullMQ
+ * worker), statistics, workflows of a given size and the machine description.
+ *
+ * Every wait has a timeout, every child is registered for a synchronous SIGKILL at exit,
+ * and node children preload `exit-with-parent`, so nothing outlives the benchmark.
+ */
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { cpus, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import IORedis from 'ioredis';
+import { spawnChild, type ManagedChild } from '../src/run/child';
+import { EXIT_WITH_PARENT_IMPORT } from '../src/run/exit-with-parent';
+import { freePort } from '../src/run/ports';
+import type { Workflow } from '../src/queue';
+
+export const ROOT = join(__dirname, '..');
+
+// ---------------------------------------------------------------- context and cleanup
+
+export interface BenchContext {
+  quick: boolean;
+  log(message: string): void;
+}
+
+/** One row of the printed table (and of results.json). */
+export interface Row {
+  id: string;
+  figure: string;
+  /** what was measured, human readable */
+  value: string;
+  /** the baseline measured in the same run, when there is one */
+  baseline?: string;
+  /** value / baseline (or the headline number compared to the target) */
+  ratio?: number;
+  target: string;
+  /** undefined: no target, or not measurable in this run */
+  met?: boolean;
+  /** numbers for results.json */
+  data?: Record<string, unknown>;
+  note?: string;
+}
+
+export type Figure = (ctx: BenchContext, scope: Scope) => Promise<Row[]>;
+
+/**
+ * Children that must die with the benchmark whatever happens (sync, for process 'exit').
+ * Each child leads its own process group (spawnChild detaches it): the whole group is killed.
+ */
+const livePids = new Set<number>();
+process.on('exit', () => {
+  for (const pid of livePids) {
+    try {
+      process.kill(-pid, 'SIGKILL');
+    } catch {
+      // already gone
+    }
+  }
+});
+
+/** Cleanup steps run in reverse order, each bounded, each run even if another fails. */
+export class Scope {
+  private readonly steps: Array<{ what: string; fn: () => unknown }> = [];
+  private closed = false;
+
+  defer(what: string, fn: () => unknown): void {
+    if (this.closed) {
+      void Promise.resolve()
+        .then(fn)
+        .catch(() => undefined);
+      return;
+    }
+    this.steps.push({ what, fn });
+  }
+
+  async close(log?: (m: string) => void): Promise<void> {
+    this.closed = true;
+    while (this.steps.length > 0) {
+      const { what, fn } = this.steps.pop()!;
+      try {
+        await withTimeout(`cleanup: ${what}`, 10_000, Promise.resolve().then(fn));
+      } catch (err) {
+        log?.(`  (cleanup of ${what} failed: ${errorText(err)})`);
+      }
+    }
+  }
+}
+
+export function errorText(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+export function withTimeout<T>(what: string, ms: number, p: Promise<T>): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what}: timed out after ${ms} ms`)), ms);
+  });
+  p.catch(() => undefined);
+  return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
+}
+
+export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+/** An error that stops a waitUntil at once (others are retried until the timeout). */
+export class Fatal extends Error {
+  override name = 'Fatal';
+}
+
+/**
+ * Polls `check` until it returns a value (not undefined/false/null); fails after `timeoutMs`.
+ * An error thrown by `check` is retried, except a `Fatal` one.
+ */
+export async function waitUntil<T>(
+  what: string,
+  timeoutMs: number,
+  check: () => Promise<T | undefined | false | null> | T | undefined | false | null,
+  everyMs = 20,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const v = await check();
+      if (v !== undefined && v !== false && v !== null) return v;
+    } catch (err) {
+      if (err instanceof Fatal) throw err;
+      last = err;
+    }
+    if (Date.now() > deadline)
+      throw new Error(
+        `timed out after ${timeoutMs} ms waiting for ${what}${last ? ` (last error: ${errorText(last)})` : ''}`,
+      );
+    await sleep(everyMs);
+  }
+}
+
+/** Runs `fn` for each item with at most `concurrency` in flight. */
+export async function pool<T>(
+  items: readonly T[],
+  concurrency: number,
+  fn: (item: T, index: number) => Promise<void>,
+): Promise<void> {
+  let next = 0;
+  const lanes = Array.from({ length: Math.min(concurrency, items.length) }, async () => {
+    while (next < items.length) {
+      const i = next++;
+      await fn(items[i], i);
+    }
+  });
+  await Promise.all(lanes);
+}
+
+// ---------------------------------------------------------------- statistics
+
+export interface Summary {
+  n: number;
+  mean: number;
+  p50: number;
+  p90: number;
+  p99: number;
+  min: number;
+  max: number;
+}
+
+/** Nearest-rank percentile of an ascending array. */
+export function percentile(sorted: readonly number[], p: number): number {
+  if (sorted.length === 0) return NaN;
+  const rank = Math.ceil((p / 100) * sorted.length);
+  return sorted[Math.min(sorted.length - 1, Math.max(0, rank - 1))];
+}
+
+export function summarize(values: readonly number[]): Summary {
+  const s = [...values].sort((a, b) => a - b);
+  const mean = s.reduce((a, b) => a + b, 0) / (s.length || 1);
+  return {
+    n: s.length,
+    mean,
+    p50: percentile(s, 50),
+    p90: percentile(s, 90),
+    p99: percentile(s, 99),
+    min: s[0] ?? NaN,
+    max: s[s.length - 1] ?? NaN,
+  };
+}
+
+/** The middle value (the mean of the two middle ones for an even count). */
+export function median(values: readonly number[]): number {
+  const s = [...values].sort((a, b) => a - b);
+  if (s.length === 0) return NaN;
+  const m = s.length >> 1;
+  return s.length % 2 === 1 ? s[m] : (s[m - 1] + s[m]) / 2;
+}
+
+export const fmt = (n: number, digits = 1) =>
+  Number.isFinite(n) ? n.toFixed(digits).replace(/\.0+$/, '') : 'n/a';
+export const fmtMs = (n: number) => `${fmt(n, n < 10 ? 1 : 0)} ms`;
+export const fmtBytes = (n: number) =>
+  Math.abs(n) >= 10_240 ? `${fmt(n / 1024, 0)} KB` : `${fmt(n / 1024, 2)} KB`;
+
+// ---------------------------------------------------------------- processes
+
+/** The environment of a child: only what node needs, plus `env` (nothing of ours leaks in). */
+export function childEnv(env: Record<string, string>): NodeJS.ProcessEnv {
+  const keep = ['PATH', 'HOME', 'TMPDIR', 'LANG', 'TZ', 'SYSTEMROOT'];
+  const base: NodeJS.ProcessEnv = {};
+  for (const k of keep) if (process.env[k] !== undefined) base[k] = process.env[k];
+  return { ...base, ...env };
+}
+
+/** Spawns a process owned by `scope`: stopped (SIGTERM, then SIGKILL) at cleanup. */
+export function spawnOwned(
+  scope: Scope,
+  name: string,
+  command: string,
+  args: string[],
+  env: Record<string, string>,
+  cwd = ROOT,
+): ManagedChild {
+  const child = spawnChild(
+    { name, command, args, env: childEnv(env), cwd, echo: () => false },
+    () => undefined,
+  );
+  if (child.pid > 0) {
+    livePids.add(child.pid);
+    void child.exited.then(() => livePids.delete(child.pid));
+  }
+  scope.defer(`${name} (pid ${child.pid})`, () => child.stop('SIGTERM', 5_000));
+  return child;
+}
+
+/** `node --import tsx --import exit-with-parent <file>` (file relative to the repo root). */
+export function spawnNode(
+  scope: Scope,
+  name: string,
+  file: string,
+  env: Record<string, string>,
+): ManagedChild {
+  // BENCH_PROFILE_DIR=dir: every node child writes a CPU profile there (open in Chrome DevTools)
+  const profile = process.env.BENCH_PROFILE_DIR
+    ? ['--cpu-prof', `--cpu-prof-dir=${join(process.env.BENCH_PROFILE_DIR, name)}`]
+    : [];
+  return spawnOwned(
+    scope,
+    name,
+    process.execPath,
+    [...profile, '--import', 'tsx', '--import', EXIT_WITH_PARENT_IMPORT, join(ROOT, file)],
+    env,
+  );
+}
+
+export async function ready(child: ManagedChild, match: RegExp, timeoutMs = 60_000) {
+  try {
+    return await withTimeout(`${child.name} readiness`, timeoutMs, child.waitForLine(match));
+  } catch (err) {
+    throw new Error(`${errorText(err)}\n--- ${child.name} output ---\n${child.tail()}`);
+  }
+}
+
+export interface BenchRedis {
+  url: string;
+  port: number;
+  /** the benchmark's own connection (reads, INFO, polling); excluded from command counts */
+  client: IORedis;
+  /** `ip:port` of `client`, as MONITOR and CLIENT LIST show it */
+  clientAddr: string;
+  info(section: string): Promise<Record<string, string>>;
+  usedMemory(): Promise<number>;
+  child: ManagedChild;
+}
+
+/**
+ * redis-server under a shell that stops it when the benchmark goes away without cleaning up
+ * (SIGKILL): the shell's stdin is a pipe from us, and its end means "stop". SIGTERM to the
+ * shell (normal cleanup) stops redis-server too. Either way the data dir is removed.
+ */
+const REDIS_WRAPPER = [
+  'exec 3<&0',
+  'redis-server "$@" & p=$!',
+  '(read _ <&3; kill $p 2>/dev/null) & w=$!',
+  "trap 'kill $p 2>/dev/null' TERM INT",
+  'wait $p; wait $p; kill $w 2>/dev/null',
+  'rm -rf "$BENCH_REDIS_DIR"',
+].join('\n');
+
+/**
+ * A redis-server of the benchmark's own: free port, temporary data dir, no persistence
+ * (AOF rewrites and RDB forks would only add noise), noeviction as BullMQ requires.
+ */
+export async function startRedis(scope: Scope, name = 'redis'): Promise<BenchRedis> {
+  const dir = mkdtempSync(join(tmpdir(), 'cq-bench-redis-'));
+  scope.defer(`${name} data dir`, () => rmSync(dir, { recursive: true, force: true }));
+  for (let attempt = 0; ; attempt++) {
+    const port = await freePort();
+    const child = spawnOwned(
+      scope,
+      name,
+      'sh',
+      [
+        '-c',
+        REDIS_WRAPPER,
+        'redis-wrapper',
+        '--port',
+        String(port),
+        '--bind',
+        '127.0.0.1',
+        '--dir',
+        dir,
+        '--appendonly',
+        'no',
+        '--save',
+        '',
+        '--maxmemory-policy',
+        'noeviction',
+      ],
+      { BENCH_REDIS_DIR: dir },
+      dir,
+    );
+    try {
+      await withTimeout(`${name} start`, 10_000, child.waitForLine(/Ready to accept connections/));
+    } catch (err) {
+      if (attempt < 2 && /Address already in use/.test(child.tail())) continue;
+      throw new Error(`redis-server did not start: ${errorText(err)}\n${child.tail()}`);
+    }
+    const url = `redis://127.0.0.1:${port}`;
+    const client = new IORedis(url, { maxRetriesPerRequest: 1, connectionName: 'bench' });
+    client.on('error', () => undefined);
+    scope.defer(`${name} bench client`, () => client.disconnect());
+    const me = String(await client.call('CLIENT', 'INFO'));
+    const clientAddr = /addr=(\S+)/.exec(me)?.[1] ?? '';
+    const info = async (section: string) => parseInfo(String(await client.info(section)));
+    return {
+      url,
+      port,
+      client,
+      clientAddr,
+      info,
+      usedMemory: async () => Number((await info('memory')).used_memory),
+      child,
+    };
+  }
+}
+
+export function parseInfo(text: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const line of text.split(/\r?\n/)) {
+    const i = line.indexOf(':');
+    if (i > 0 && !line.startsWith('#')) out[line.slice(0, i)] = line.slice(i + 1);
+  }
+  return out;
+}
+
+export interface SimProcess {
+  url: string;
+  child: ManagedChild;
+  executions(): Promise<Record<string, number>>;
+  /** the history entry of a prompt (its status.messages carry epoch-ms timestamps) */
+  timing(promptId: string): Promise<PromptTiming | undefined>;
+}
+
+export interface PromptTiming {
+  /** execution_start, epoch ms */
+  start: number;
+  /** execution_success (or the error event), epoch ms */
+  end: number;
+}
+
+/** The ComfyUI simulator in its own process (bench/sim-process.ts), so it has its own event loop. */
+export async function startSimulator(
+  scope: Scope,
+  opts: { progressIntervalMs?: number; name?: string } = {},
+): Promise<SimProcess> {
+  const child = spawnNode(scope, opts.name ?? 'simulator', 'bench/sim-process.ts', {
+    SIM_PROGRESS_INTERVAL_MS: String(opts.progressIntervalMs ?? 50),
+  });
+  const line = await ready(child, /simulator listening on (\S+)/);
+  const url = /listening on (\S+)/.exec(line)![1];
+  return {
+    url,
+    child,
+    async executions() {
+      const r = await fetch(`${url}/_sim/executions`, { signal: AbortSignal.timeout(5_000) });
+      return (await r.json()) as Record<string, number>;
+    },
+    async timing(promptId) {
+      const r = await fetch(`${url}/history/${promptId}`, { signal: AbortSignal.timeout(5_000) });
+      const body = (await r.json()) as Record<
+        string,
+        { status?: { messages?: [string, { timestamp?: number }][] } }
+      >;
+      const messages = body[promptId]?.status?.messages ?? [];
+      const at = (name: string) => messages.find(([n]) => n === name)?.[1].timestamp;
+      const start = at('execution_start');
+      const end = at('execution_success') ?? at('execution_error') ?? at('execution_interrupted');
+      return start !== undefined && end !== undefined ? { start, end } : undefined;
+    },
+  };
+}
+
+/** Settings every worker and API child of the benchmark gets (defaults otherwise). */
+export function serviceEnv(
+  redisUrl: string,
+  queueName: string,
+  extra: Record<string, string> = {},
+): Record<string, string> {
+  return {
+    REDIS_URL: redisUrl,
+    QUEUE_NAME: queueName,
+    METRICS_PORT: '0',
+    LOG_LEVEL: 'info',
+    ...extra,
+  };
+}
+
+/** The real worker process (workers/worker.ts), ready once it logged `worker ready`. */
+export async function startWorker(
+  scope: Scope,
+  name: string,
+  env: Record<string, string>,
+): Promise<ManagedChild> {
+  const child = spawnNode(scope, name, 'workers/worker.ts', { WORKER_NAME: name, ...env });
+  await ready(child, /worker ready/);
+  return child;
+}
+
+/** A plain BullMQ worker with a no-op processor and our worker's options (bench/raw-worker.ts). */
+export async function startRawWorker(
+  scope: Scope,
+  name: string,
+  env: Record<string, string>,
+): Promise<ManagedChild> {
+  const child = spawnNode(scope, name, 'bench/raw-worker.ts', env);
+  await ready(child, /raw worker ready/);
+  return child;
+}
+
+/** The real API process (src/bin/api.ts) on a free port. */
+export async function startApi(
+  scope: Scope,
+  name: string,
+  env: Record<string, string>,
+): Promise<{ url: string; child: ManagedChild }> {
+  const port = await freePort();
+  const child = spawnNode(scope, name, 'src/bin/api.ts', { PORT: String(port), ...env });
+  await ready(child, /api listening/);
+  return { url: `http://127.0.0.1:${port}`, child };
+}
+
+/** CPU time (user + system, ms) a process has used so far, from /proc; NaN elsewhere. */
+export function cpuMs(pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    // fields[11], fields[12]: utime, stime in clock ticks (USER_HZ, 100 on Linux)
+    return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100;
+  } catch {
+    return NaN;
+  }
+}
+
+/** Redis' own CPU time so far (ms), from INFO cpu. */
+export async function redisCpuMs(redis: BenchRedis): Promise<number> {
+  const cpu = await redis.info('cpu');
+  return (Number(cpu.used_cpu_user) + Number(cpu.used_cpu_sys)) * 1000;
+}
+
+export function killHard(child: ManagedChild): void {
+  try {
+    process.kill(child.pid, 'SIGKILL');
+  } catch {
+    // gone already
+  }
+}
+
+// ---------------------------------------------------------------- workflows
+
+/**
+ * EmptyImage → ImageInvert → SaveImage (an instant prompt in the simulator), padded to about
+ * `bytes` of JSON with a `_meta.title`, the way real workflows carry titles and notes.
+ */
+export function sizedWorkflow(bytes: number, prefix: string): Workflow {
+  const wf: Workflow = {
+    '1': { class_type: 'EmptyImage', inputs: { width: 64, height: 48, batch_size: 1, color: 0 } },
+    '2': { class_type: 'ImageInvert', inputs: { image: ['1', 0] } },
+    '3': { class_type: 'SaveImage', inputs: { images: ['2', 0], filename_prefix: prefix } },
+  };
+  const pad = bytes - JSON.stringify(wf).length - 40;
+  if (pad > 0) wf['1']._meta = { title: 'x'.repeat(pad) };
+  return wf;
+}
+
+/** EmptyImage → TestSleep{seconds} (progress ticks) → SaveImage. */
+export function sleepingWorkflow(seconds: number, prefix: string): Workflow {
+  return {
+    '1': { class_type: 'EmptyImage', inputs: { width: 32, height: 32, batch_size: 1, color: 255 } },
+    '2': { class_type: 'TestSleep', inputs: { value: ['1', 0], seconds } },
+    '3': { class_type: 'SaveImage', inputs: { images: ['2', 0], filename_prefix: prefix } },
+  };
+}
+
+let seq = 0;
+export const uniqueName = (what: string) =>
+  `${what}-${process.pid.toString(36)}-${(seq++).toString(36)}`;
+
+// ---------------------------------------------------------------- machine
+
+export function machineInfo(): Record<string, string | number> {
+  const cpu = cpus();
+  let redis = 'unknown';
+  try {
+    redis = /v=(\S+)/.exec(execFileSync('redis-server', ['--version']).toString())?.[1] ?? redis;
+  } catch {
+    // not on PATH: the run fails later with a clear message
+  }
+  const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as {
+    dependencies: Record<string, string>;
+  };
+  let load = '';
+  try {
+    load = readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
+  } catch {
+    // not Linux
+  }
+  let commit = 'unknown';
+  try {
+    const head = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: ROOT }).toString();
+    const dirty = execFileSync('git', ['status', '--porcelain', '--', 'src', 'workers'], {
+      cwd: ROOT,
+    }).toString();
+    commit = `${head.trim()}${dirty.trim() ? ' (+ uncommitted changes in src/ or workers/)' : ''}`;
+  } catch {
+    // not a git checkout
+  }
+  return {
+    commit,
+    nproc: cpu.length,
+    cpu: cpu[0]?.model ?? 'unknown',
+    node: process.version,
+    redis,
+    bullmq: pkg.dependencies.bullmq,
+    ioredis: pkg.dependencies.ioredis,
+    platform: `${process.platform} ${process.arch}`,
+    loadavgAtStart: load,
+  };
+}
