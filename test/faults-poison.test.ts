@@ -296,7 +296,7 @@ describe('poison jobs against one worker process', () => {
    * processor's schema check fails it once with `invalid_job_data` (the stored hash is left
    * untouched by that path: nothing is overwritten).
    */
-  test.failing('data that is not JSON: fails once with invalid_job_data', async () => {
+  test('data that is not JSON: fails once with invalid_job_data', async () => {
     const id = await rawJob({ data: 'not json' });
     try {
       expect(await settled(id, 6_000)).toBe('failed');

@@ -1,6 +1,6 @@
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
-import { Worker, type RedisQueueBackend } from 'bullmq';
+import { Worker, type JobJson, type RedisQueueBackend } from 'bullmq';
 import type { Server } from 'node:http';
 import { fanOutSink, type AnalyticsSink } from '../analytics';
 import { metricsSink, registerQueueDepth, serveMetrics, type Metrics } from '../metrics';
@@ -70,6 +70,26 @@ export interface ImageWorker {
 }
 
 /**
+ * BullMQ parses a job's data before any processor runs; data that is not JSON would throw
+ * there on every take, so the job would stall and come back for ever. Such a job is handed
+ * to the processor with a marker instead, which fails it once with `invalid_job_data`
+ * (the stored data is left as it is).
+ */
+class ImageBullWorker extends Worker<JobData, JobResult, string, RedisQueueBackend, JobProgress> {
+  protected override createJob(data: JobJson, jobId: string) {
+    try {
+      return super.createJob(data, jobId);
+    } catch (err) {
+      if (!(err instanceof SyntaxError)) throw err;
+      return super.createJob(
+        { ...data, data: JSON.stringify({ unparseable: err.message }) },
+        jobId,
+      );
+    }
+  }
+}
+
+/**
  * Wires a BullMQ Worker to the processor: ComfyUI clients, the cancel channel, lock-loss
  * handling and retention. Owns every connection it opens and closes them in reverse order.
  */
@@ -118,23 +138,19 @@ export async function startImageWorker(
     notifyFinished: deps.notifyFinished,
   });
 
-  const worker = new Worker<JobData, JobResult, string, RedisQueueBackend, JobProgress>(
-    config.queueName,
-    processor,
-    {
-      connection: redisOptions(settings, 'worker'),
-      prefix: config.queuePrefix,
-      name,
-      autorun: false,
-      concurrency: config.workerConcurrency * config.comfyuiUrls.length,
-      lockDuration: config.lockDurationMs,
-      stalledInterval: config.stalledIntervalMs,
-      maxStalledCount: config.maxStalledCount,
-      drainDelay: config.drainDelayS,
-      removeOnComplete: retentionKeep(config),
-      removeOnFail: retentionKeep(config),
-    },
-  );
+  const worker = new ImageBullWorker(config.queueName, processor, {
+    connection: redisOptions(settings, 'worker'),
+    prefix: config.queuePrefix,
+    name,
+    autorun: false,
+    concurrency: config.workerConcurrency * config.comfyuiUrls.length,
+    lockDuration: config.lockDurationMs,
+    stalledInterval: config.stalledIntervalMs,
+    maxStalledCount: config.maxStalledCount,
+    drainDelay: config.drainDelayS,
+    removeOnComplete: retentionKeep(config),
+    removeOnFail: retentionKeep(config),
+  });
   worker.on('error', (err) => log.warn({ err: err.message }, 'worker error'));
   worker.on('failed', (job, err) =>
     log.info(
