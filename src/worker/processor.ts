@@ -49,6 +49,8 @@ export type FaultPoint = 'after-prompt-stored' | 'after-post' | 'following';
 
 export interface ProcessorSettings {
   pollIntervalMs: number;
+  /** stalls (worker deaths) a job survives; one more fails it `stalled` and removes its prompt */
+  maxStalledCount: number;
   /** at most one progress write per this interval (progress ticks are coalesced) */
   progressIntervalMs: number;
   /** a progress write needs the percent to cross a step of this size (or a new node) */
@@ -288,6 +290,16 @@ export function createProcessor(deps: ProcessorDeps) {
         pickedAt,
         settings.recoveryCutoffMs,
       );
+
+      const stalls = job.stalledCounter ?? 0;
+      if (stalls > settings.maxStalledCount) {
+        state = onPickup(state, stalls, pickedAt, false);
+        await removePrompt();
+        return await fail({
+          code: 'stalled',
+          message: `the worker following this job died ${stalls} times, more than MAX_STALLED_COUNT (${settings.maxStalledCount})${state.promptId ? '; its prompt was removed from ComfyUI' : ''}`,
+        });
+      }
 
       if (kind.kind === 'cutoff') {
         state = onPickup(state, job.stalledCounter ?? 0, pickedAt, false);

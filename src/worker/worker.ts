@@ -146,7 +146,9 @@ export async function startImageWorker(
     concurrency: config.workerConcurrency * config.comfyuiUrls.length,
     lockDuration: config.lockDurationMs,
     stalledInterval: config.stalledIntervalMs,
-    maxStalledCount: config.maxStalledCount,
+    // the processor fails a job past MAX_STALLED_COUNT itself (and removes its prompt);
+    // BullMQ's own limit, one higher, is only a safety net
+    maxStalledCount: config.maxStalledCount + 1,
     drainDelay: config.drainDelayS,
     removeOnComplete: retentionKeep(config),
     removeOnFail: retentionKeep(config),
