@@ -140,3 +140,24 @@ export function describeRedis(settings: RedisSettings): string {
     settings.redisFamily ? ` (IPv${settings.redisFamily})` : ''
   }${settings.redisCluster ? ' (Redis Cluster seed node)' : ''}`;
 }
+
+/**
+ * Redis must not evict keys (a job would vanish). Reads `maxmemory_policy` from INFO (CONFIG
+ * may be disabled on managed Redis) and logs a warning naming it; never throws.
+ */
+export async function warnIfEvicting(
+  client: { info(section: string): Promise<string> },
+  log: { warn(obj: object, msg: string): void },
+): Promise<void> {
+  try {
+    const policy = /maxmemory_policy:(\S+)/.exec(await client.info('memory'))?.[1];
+    if (policy && policy !== 'noeviction') {
+      log.warn(
+        { policy },
+        `Redis maxmemory-policy is ${policy}: jobs can be evicted; set it to noeviction (Upstash: disable eviction)`,
+      );
+    }
+  } catch {
+    // not fatal: BullMQ prints its own warning too
+  }
+}

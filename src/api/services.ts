@@ -5,7 +5,7 @@ import { ComfyClient } from '../comfy/client';
 import type { Config } from '../config';
 import type { Logger } from '../logger';
 import { cancelChannel, createImageQueue, startRetentionCleaner, type ImageQueue } from '../queue';
-import { createRedis, describeRedis, redisOptions } from '../redis';
+import { createRedis, describeRedis, redisOptions, warnIfEvicting } from '../redis';
 import { createJobEventHub, type JobEventHub } from './sse';
 import { createJobStore, type JobStore } from './store';
 
@@ -111,6 +111,7 @@ export async function createApiServices(config: ApiConfig, log: Logger): Promise
     try {
       await queue.waitUntilReady();
       if (redis.status !== 'ready') await once(redis, 'ready');
+      await warnIfEvicting(redis, log);
     } finally {
       clearTimeout(waiting);
     }

@@ -18,7 +18,7 @@ import {
   type JobProgress,
   type JobResult,
 } from '../queue';
-import { createRedis, redisOptions } from '../redis';
+import { createRedis, redisOptions, warnIfEvicting } from '../redis';
 import { createJobWriter } from './persist';
 import { ABORT, createProcessor, type FaultPoint, type ProcessorDeps } from './processor';
 
@@ -193,6 +193,7 @@ export async function startImageWorker(
     metricsServer = await serveMetrics(deps.metrics, config.metricsPort, log);
   }
 
+  await warnIfEvicting(commands, log);
   await worker.waitUntilReady();
   void worker.run().catch((err) => log.error({ err }, 'worker stopped with an error'));
   log.info(
