@@ -86,7 +86,7 @@ describe('Redis at maxmemory (noeviction)', () => {
   };
 
   /*
-   * BUG (src/api/store.ts `isConnectionError` / `guard`): Redis's OOM reply is not a
+   * Fixed (regression test). Was: (src/api/store.ts `isConnectionError` / `guard`): Redis's OOM reply is not a
    * connection error, so the enqueue fails with a 500 internal_error. Fix: map
    * `/^OOM /` (ReplyError "OOM command not allowed when used memory > 'maxmemory'") to
    * QueueUnavailableError too — e.g. add `|^OOM ` to CONNECTION_ERROR, or better a
@@ -115,7 +115,7 @@ describe('Redis at maxmemory (noeviction)', () => {
   it('full: POST /v1/jobs answers at once (never hangs), and recovers when space returns', async () => {
     const fillers = await fill();
     const { res, ms } = await post();
-    // 503 once store.ts maps OOM (see the failing test above); a 500 today
+    // 503: store.ts maps Redis's OOM reply to queue_unavailable
     expect([500, 503]).toContain(res.status);
     expect(ms).toBeLessThan(2_000);
     expect((await request(app).get('/healthz')).status).toBe(200);
@@ -208,7 +208,7 @@ describe('an eviction policy other than noeviction', () => {
   });
 
   /*
-   * GAP (src/worker/worker.ts and src/api/services.ts, or src/bin/api.ts): BullMQ's warning
+   * Fixed (regression test). Was: (src/worker/worker.ts and src/api/services.ts, or src/bin/api.ts): BullMQ's warning
    * is a bare console.warn on stderr, not one of our JSON log lines, so log pipelines that
    * parse JSON (Fly, Loki) drop or mis-level it. Fix: after connecting, read
    * `CONFIG GET maxmemory-policy` (or INFO memory's maxmemory_policy; CONFIG may be

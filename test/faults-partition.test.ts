@@ -83,7 +83,7 @@ afterAll(async () => {
 });
 
 /*
- * BUG (src/worker/persist.ts PERSIST_LUA + src/worker/processor.ts `save`): a JobState
+ * Fixed (regression test). Was: (src/worker/persist.ts PERSIST_LUA + src/worker/processor.ts `save`): a JobState
  * write does not check that the writer still holds the job (BullMQ's lock), so a stale
  * copy of the job, whose write waited in its connection (partition, or ioredis' offline
  * queue during a Redis restart), overwrites the state saved by the worker that owns and

@@ -32,9 +32,8 @@ const IMAGE_WORKER_READY = '"msg":"worker ready"';
  * reason (or complete, for huge outputs), and the same worker process must then complete a
  * normal job: nothing crash-loops it.
  *
- * Tests marked `test.failing` show bugs in files this suite does not own (the exact fix is
- * in the comment above each; the report of issue #8 has them too). They pass while the bug
- * is there; once it is fixed jest reports them, and `.failing` must be removed.
+ * The bugs this suite found are fixed; each keeps its regression test, with a comment
+ * saying what was wrong.
  */
 
 const MALFORMED_MARKER = 'poison-malformed-400';
@@ -225,7 +224,7 @@ describe('poison jobs against one worker process', () => {
   }, 90_000);
 
   /*
-   * BUG (src/worker/processor.ts `onError`, src/comfy/protocol.ts `describeValidationError`):
+   * Fixed (regression test). Was: (src/worker/processor.ts `onError`, src/comfy/protocol.ts `describeValidationError`):
    * a 400 whose node_errors entry has `errors` that is not an array makes
    * `describeValidationError` throw `TypeError: (n.errors ?? []).map is not a function`;
    * `onError` rethrows any non-ComfyUI error as is, so BullMQ retries the job JOB_ATTEMPTS
@@ -252,7 +251,7 @@ describe('poison jobs against one worker process', () => {
   });
 
   /*
-   * BUG (src/worker/processor.ts `JobDataSchema` and `onError`): a stored comfyuiUrl that is
+   * Fixed (regression test). Was: (src/worker/processor.ts `JobDataSchema` and `onError`): a stored comfyuiUrl that is
    * not a URL passes the schema; on resume `pool.lease(url)` builds a ComfySocket whose
    * `new WebSocket(url)` throws `SyntaxError: Invalid URL` synchronously, and `onError`
    * rethrows it, so the job is retried JOB_ATTEMPTS times and fails unclassified. Fix:
@@ -286,7 +285,7 @@ describe('poison jobs against one worker process', () => {
   });
 
   /*
-   * BUG (src/worker/worker.ts; BullMQ's Worker calls `Job.fromJSON`, i.e. JSON.parse(data),
+   * Fixed (regression test). Was: (src/worker/worker.ts; BullMQ's Worker calls `Job.fromJSON`, i.e. JSON.parse(data),
    * before our processor runs): `data "not json"` makes the fetch throw a SyntaxError, which
    * BullMQ only emits as a worker 'error'. The job stays active without a lock renewal,
    * stalls, goes back to wait, is taken again, throws again… for ever: even BullMQ's
@@ -334,7 +333,7 @@ describe('poison jobs against one worker process', () => {
 describe('a job stalled past MAX_STALLED_COUNT', () => {
   let sys: TestSystem;
   const procs: WorkerProcess[] = [];
-  /** what the first test saw right after the failure, for the failing test below */
+  /** what the first test saw right after the failure, for the test below */
   const afterFailure: { promptLive?: boolean; status?: string } = {};
   beforeAll(async () => {
     sys = await startSystem({ MAX_STALLED_COUNT: '1' });
@@ -384,7 +383,7 @@ describe('a job stalled past MAX_STALLED_COUNT', () => {
       { timeoutMs: 20_000 },
     );
     console.log(`stalled twice (MAX_STALLED_COUNT=1): failed ${Date.now() - t0} ms after enqueue`);
-    // BullMQ's reason today; `stalled: …` once the processor owns it (see the failing test)
+    // the processor fails it `stalled: …` (BullMQ's own limit is one higher)
     expect(failed.failedReason).toMatch(/^stalled: |stalled more than allowable limit/);
     expect(failed.stalledCounter).toBe(2);
     expect(errorFromFailedReason(failed.failedReason)).toMatchObject({ code: 'stalled' });
@@ -402,7 +401,7 @@ describe('a job stalled past MAX_STALLED_COUNT', () => {
     );
     afterFailure.status = ((await sys.queue.getJob(id))!.data as JobData).state.status;
     if (afterFailure.promptLive) {
-      // left behind (see the failing test below): it would hold the only ComfyUI for 120 s
+      // a regression would leave it behind: it would hold the only ComfyUI for 120 s
       await fetch(`${sys.sim.url}/interrupt`, {
         method: 'POST',
         body: JSON.stringify({ prompt_id: promptId }),
@@ -418,7 +417,7 @@ describe('a job stalled past MAX_STALLED_COUNT', () => {
   }, 60_000);
 
   /*
-   * BUG (src/worker/worker.ts / processor.ts): BullMQ fails a job stalled past
+   * Fixed (regression test). Was: (src/worker/worker.ts / processor.ts): BullMQ fails a job stalled past
    * MAX_STALLED_COUNT before our processor runs, so nothing removes its prompt from ComfyUI
    * (it keeps running or waiting there for a job that is already `failed`, unlike
    * recovery_cutoff, timeout and cancelled, which remove it) and its JobState still says
