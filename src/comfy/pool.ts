@@ -99,10 +99,6 @@ export class ComfyPool {
     };
   }
 
-  isHealthy(url: string): boolean {
-    return this.instance(url).healthy;
-  }
-
   private markUnhealthy(url: string): void {
     const i = this.instance(url);
     if (i.healthy)

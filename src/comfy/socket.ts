@@ -48,7 +48,6 @@ export class ComfySocket {
   private readonly tracked = new Map<string, Tracked>();
   private backoffMs = 250;
   private closed = false;
-  private connectedAt?: number;
   private lastSeen = 0;
   private heartbeat?: NodeJS.Timeout;
   private reconnectTimer?: NodeJS.Timeout;
@@ -132,7 +131,6 @@ export class ComfySocket {
     const ws = new WebSocket(url, { handshakeTimeout: 5_000 });
     this.ws = ws;
     ws.on('open', () => {
-      this.connectedAt = Date.now();
       this.lastSeen = Date.now();
       this.backoffMs = 250;
       this.opts.log.debug({ comfyui: this.opts.baseUrl }, 'ComfyUI WebSocket connected');

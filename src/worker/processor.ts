@@ -15,6 +15,7 @@ import {
 import {
   classifyPickup,
   hasLivePrompt,
+  isTerminal,
   onCompleted,
   onFailed,
   onHandoff,
@@ -178,11 +179,10 @@ export function createProcessor(deps: ProcessorDeps) {
       if (next.promptId !== state.promptId)
         log = deps.log.child({ jobId, promptId: next.promptId });
       state = { ...next, updatedAt: now() };
-      const terminal = ['completed', 'failed', 'cancelled'].includes(next.status);
       const r = await deps.writer.persist(
         jobId,
         token,
-        { ...data, workflow: terminal ? null : data.workflow, state },
+        { ...data, workflow: isTerminal(next) ? null : data.workflow, state },
         { log: line, progress: finalProgress },
       );
       return r.cancelRequested;

@@ -62,8 +62,9 @@ export interface WorkerDeps {
   fault?: (point: FaultPoint) => void;
 }
 
+/** A started image worker (startImageWorker resolves once it is consuming jobs). */
 export interface ImageWorker {
-  /** resolves once the worker is consuming jobs */
+  /** the worker's name, shown as processedBy in Bull Board */
   readonly name: string;
   /** stop taking jobs, hand active jobs back, close every connection; safe to call twice */
   close(): Promise<void>;
@@ -182,7 +183,7 @@ export async function startImageWorker(
 
   await subscriber.subscribe(cancelChannel(config));
   subscriber.on('message', (_channel, jobId: string) => {
-    if (worker.cancelJob(jobId, ABORT.cancel) !== false) log.info({ jobId }, 'cancel requested');
+    if (worker.cancelJob(jobId, ABORT.cancel)) log.info({ jobId }, 'cancel requested');
   });
 
   const stopCleaner = startRetentionCleaner(queue, config.retentionMs, config.cleanIntervalMs, log);
