@@ -162,13 +162,17 @@ async function main() {
       void shutdown(1);
     },
   });
-  let signals = 0;
+  let firstSignalAt: number | undefined;
   const onSignal = (signal: NodeJS.Signals) => {
-    if (++signals > 1) {
+    // Ctrl-C under `npm start` arrives twice at once (from the terminal and forwarded by
+    // npm): only a signal sent well after the first one forces the stop.
+    if (firstSignalAt !== undefined && Date.now() - firstSignalAt < 1_000) return;
+    if (firstSignalAt !== undefined) {
       say(`${signal} again: killing everything now`);
       void supervisor.killAll().then(() => process.exit(130));
       return;
     }
+    firstSignalAt = Date.now();
     say(`${signal}: stopping everything (send it again to force)`);
     void shutdown(0);
   };
