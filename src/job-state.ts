@@ -51,7 +51,7 @@ export interface JobState {
   updatedAt?: number;
   /** set when a worker handed the job back on shutdown; cleared on the next pickup */
   handedOffAt?: number;
-  outputs?: JobOutput[];
+  /** the outputs are not here: they are the job's return value (stored once) */
   error?: JobError;
 }
 
@@ -138,8 +138,8 @@ export function onHandoff(s: JobState, now: number): JobState {
   return { ...s, handedOffAt: now };
 }
 
-export function onCompleted(s: JobState, outputs: JobOutput[], now: number): JobState {
-  return { ...s, status: 'completed', outputs, finishedAt: now, error: undefined };
+export function onCompleted(s: JobState, now: number): JobState {
+  return { ...s, status: 'completed', finishedAt: now, error: undefined };
 }
 
 export function onFailed(s: JobState, error: JobError, now: number): JobState {

@@ -98,7 +98,6 @@ describe('toJobView', () => {
         startedAt: T0 + 1000,
         finishedAt: T0 + 5000,
         attempts: 1,
-        outputs,
       },
       { returnvalue: { outputs }, progress: { percent: 80, node: '9' }, finishedOn: T0 + 5001 },
     );

@@ -59,9 +59,12 @@ describe('Redis at maxmemory (noeviction)', () => {
   /**
    * Fills Redis until even a small write is refused: 256 KB values until one is refused
    * (its own query buffer counts), then 16 KB, then 512 B ones, so that used memory ends
-   * above maxmemory and every write is refused. Returns the filler keys.
+   * above maxmemory and every write is refused. Then maxmemory is lowered 1 MB below the
+   * memory in use, so that Redis freeing a few buffers (its cron shrinks the filler's query
+   * buffer) cannot make room again. Returns the filler keys.
    */
   async function fill(): Promise<string[]> {
+    await admin.config('SET', 'maxmemory', '8mb');
     const keys: string[] = [];
     for (const size of [256 * 1024, 16 * 1024, 512]) {
       const value = 'x'.repeat(size);
@@ -76,6 +79,8 @@ describe('Redis at maxmemory (noeviction)', () => {
         }
       }
     }
+    const used = Number(/used_memory:(\d+)/.exec(await admin.info('memory'))![1]);
+    await admin.config('SET', 'maxmemory', String(used - 1024 * 1024));
     return keys;
   }
 

@@ -207,7 +207,7 @@ describe('poison jobs against one worker process', () => {
     const done = await job(id);
     expect(done.returnvalue.outputs).toHaveLength(4096);
     expect(done.returnvalue.outputs[4095]).toMatchObject({ nodeId: '2', type: 'output' });
-    expect(done.data.state.outputs).toHaveLength(4096);
+    expect(done.data.state).not.toHaveProperty('outputs'); // stored once, as the return value
     expect(done.data.workflow).toBeNull();
     const bytes = (await redis.call(
       'MEMORY',

@@ -111,11 +111,7 @@ async function setup(env: Record<string, string> = {}, resolve?: LookupAll) {
       await notify.notifyFinished(job.id!, job.data.request);
       await notify.notifyFinished(job.id!, job.data.request); // a resume after a crash
       if (gate) await gate;
-      const state = onCompleted(
-        onPickup(job.data.state, 0, Date.now(), false),
-        OUTPUTS,
-        Date.now(),
-      );
+      const state = onCompleted(onPickup(job.data.state, 0, Date.now(), false), Date.now());
       await job.updateData({ ...job.data, workflow: null, state });
       return { outputs: OUTPUTS };
     },

@@ -22,6 +22,13 @@ export type PublicStatus = (typeof PUBLIC_STATUSES)[number];
 export const TERMINAL_STATUSES: readonly PublicStatus[] = ['completed', 'failed', 'cancelled'];
 export const isTerminalStatus = (s: PublicStatus) => TERMINAL_STATUSES.includes(s);
 
+/**
+ * The largest `progress.queuePosition` of a queued job: the API looks for a job among the
+ * last this-many entries of BullMQ's wait list only (where the jobs next to run are), so
+ * this value means "this many jobs ahead, or more".
+ */
+export const QUEUE_POSITION_LIMIT = 10_000;
+
 const iso = z.iso.datetime();
 export const JobViewSchema = z.strictObject({
   id: z.string(),
@@ -37,7 +44,13 @@ export const JobViewSchema = z.strictObject({
     value: z.number().optional(),
     max: z.number().optional(),
     node: z.string().optional(),
-    queuePosition: z.int().min(0).optional().describe('jobs ahead of this one'),
+    queuePosition: z
+      .int()
+      .min(0)
+      .optional()
+      .describe(
+        `jobs ahead of this one: in this queue while queued (${QUEUE_POSITION_LIMIT} means ${QUEUE_POSITION_LIMIT} or more), in ComfyUI's queue once submitted`,
+      ),
   }),
   outputs: z
     .array(
@@ -87,6 +100,46 @@ export interface JobSnapshot {
   cancelRequestedAt?: string;
   /** jobs ahead in BullMQ's queue, for waiting/prioritized jobs */
   queuePosition?: number;
+}
+
+/**
+ * The snapshot of a job from its raw Redis hash (HGETALL), read exactly as BullMQ's
+ * `getJob` (`rawToJobJson` + `Job.fromJSON`) reads the fields the view uses, so it equals
+ * `snapshotOf(await queue.getJob(id), state)` and the cancel mark comes from the same read.
+ * Corrupted `data` or `progress` JSON throws, as `getJob` does; a corrupted return value
+ * reads as undefined. The caller adds the position.
+ */
+export function snapshotFromHash(
+  id: string,
+  bullState: BullState,
+  raw: Record<string, string>,
+  cancelField: string,
+): JobSnapshot {
+  const int = (v: string | undefined) => parseInt(v as string);
+  const s: JobSnapshot = {
+    id: raw.id || id,
+    bullState,
+    data: JSON.parse(raw.data || '{}'),
+    progress: JSON.parse(raw.progress || '0') ?? 0,
+    returnvalue: typeof raw.returnvalue === 'string' ? parseOrUndefined(raw.returnvalue) : null,
+    failedReason: raw.failedReason || undefined,
+    timestamp: int(raw.timestamp),
+    // BullMQ keeps only truthy times (an absent, empty, 0 or NaN one stays unset)
+    processedOn: int(raw.processedOn) || undefined,
+    finishedOn: int(raw.finishedOn) || undefined,
+    attemptsStarted: int(raw.ats || '0'),
+  };
+  const mark = raw[cancelField];
+  if (mark !== undefined) s.cancelRequestedAt = mark;
+  return s;
+}
+
+function parseOrUndefined(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
 }
 
 /** The snapshot of a BullMQ job in `bullState`; the caller adds the cancel mark and position. */
@@ -145,9 +198,8 @@ export function publicStatus(s: JobSnapshot): PublicStatus {
 const isoTime = (ms: number | undefined) =>
   ms !== undefined && Number.isFinite(ms) ? new Date(ms).toISOString() : undefined;
 
-function outputsOf(s: JobSnapshot, state: Partial<JobState>): JobOutput[] | undefined {
-  const fromResult = (s.returnvalue as { outputs?: JobOutput[] } | null)?.outputs;
-  const outputs = Array.isArray(fromResult) ? fromResult : state.outputs;
+function outputsOf(s: JobSnapshot): JobOutput[] | undefined {
+  const outputs = (s.returnvalue as { outputs?: JobOutput[] } | null)?.outputs;
   if (!Array.isArray(outputs)) return undefined;
   // node-id order; Array.prototype.sort is stable, so file order within a node stays
   return [...outputs].sort((a, b) => compareNodeIds(String(a.nodeId), String(b.nodeId)));
@@ -197,7 +249,7 @@ export function toJobView(s: JobSnapshot, base = '/v1/jobs'): JobView {
     else if (cancelAt) view.finishedAt = new Date(s.cancelRequestedAt!).toISOString();
   }
   if (status === 'completed') {
-    const outputs = outputsOf(s, state);
+    const outputs = outputsOf(s);
     if (outputs) {
       view.outputs = outputs.map((o, n) => ({
         nodeId: String(o.nodeId),

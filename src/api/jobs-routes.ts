@@ -1,7 +1,6 @@
-import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import express, { Router, type RequestHandler } from 'express';
-import type { ComfyClient } from '../comfy/client';
+import type { ComfyClient, ViewResponse } from '../comfy/client';
 import { ComfyUnreachableError } from '../errors';
 import type { JobData } from '../queue';
 import type { Logger } from '../logger';
@@ -117,7 +116,7 @@ export function jobsRouter(deps: JobsRouterDeps): Router {
     if (!output || !comfyuiUrl)
       throw notFound(`job ${id.slice(0, 100)} has no output ${n.slice(0, 10)}`);
 
-    let upstream: Response;
+    let upstream: ViewResponse;
     try {
       upstream = await deps.comfy(comfyuiUrl).view(output);
     } catch (err) {
@@ -131,11 +130,11 @@ export function jobsRouter(deps: JobsRouterDeps): Router {
       throw err;
     }
     if (upstream.status === 404) {
-      await upstream.body?.cancel();
+      upstream.body.destroy();
       throw notFound(`output ${n} of job ${id} is no longer on its ComfyUI instance`);
     }
-    if (!upstream.ok || !upstream.body) {
-      await upstream.body?.cancel();
+    if (upstream.status < 200 || upstream.status >= 300) {
+      upstream.body.destroy();
       throw new ApiError(
         502,
         'comfyui_unreachable',
@@ -143,19 +142,12 @@ export function jobsRouter(deps: JobsRouterDeps): Router {
       );
     }
     res.status(200);
-    res.setHeader(
-      'Content-Type',
-      upstream.headers.get('content-type') ?? 'application/octet-stream',
-    );
-    const length = upstream.headers.get('content-length');
-    if (length) res.setHeader('Content-Length', length);
+    res.setHeader('Content-Type', upstream.contentType ?? 'application/octet-stream');
+    if (upstream.contentLength) res.setHeader('Content-Length', upstream.contentLength);
     const safeName = output.filename.replace(/[^\w.-]/g, '_');
     res.setHeader('Content-Disposition', `inline; filename="${safeName}"`);
     try {
-      await pipeline(
-        Readable.fromWeb(upstream.body as import('node:stream/web').ReadableStream),
-        res,
-      );
+      await pipeline(upstream.body, res);
     } catch (err) {
       // the client went away, or ComfyUI broke off: nothing left to answer
       deps.log.debug(

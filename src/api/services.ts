@@ -142,6 +142,10 @@ export async function createApiServices(config: ApiConfig, log: Logger): Promise
     closers.unshift(['retention cleaner', stopCleaner]);
 
     const clients = new Map<string, ComfyClient>();
+    closers.unshift([
+      'comfyui clients',
+      () => Promise.all([...clients.values()].map((c) => c.close())),
+    ]);
     const comfy = (url: string) => {
       let c = clients.get(url);
       if (!c) clients.set(url, (c = new ComfyClient(url, { timeoutMs: config.comfyuiTimeoutMs })));

@@ -14,8 +14,9 @@ import {
 } from '../queue';
 import { QueueUnavailableError } from './errors';
 import {
+  QUEUE_POSITION_LIMIT,
   publicStatus,
-  snapshotOf,
+  snapshotFromHash,
   type BullState,
   type JobSnapshot,
   type PublicStatus,
@@ -57,6 +58,49 @@ const CANCEL_MARK_LUA = `
 if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
 if redis.call('HEXISTS', KEYS[1], 'finishedOn') == 1 then return -2 end
 return redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2])`;
+
+/**
+ * A job's snapshot in one round trip (`snapshot()`): its hash, its BullMQ state and, for a
+ * waiting or prioritized job, the jobs ahead of it. Returns nil for a job with no hash,
+ * else { state, jobs ahead (-1: none), HGETALL }.
+ *
+ * The state is BullMQ's `getStateV2-8.lua`, check for check and in its order, except how
+ * `wait` is searched: from its tail, where workers take jobs (`RPOPLPUSH wait active` in
+ * fetchNextJob), and over at most ARGV[2] entries, so the read of a job about to run costs
+ * little and none scans a whole backlog. A job not among the last ARGV[2] of a longer
+ * `wait` and in no other set is deeper in `wait` (every BullMQ script moves a job between
+ * its sets atomically, so a job hash in none of them does not occur); it has at least
+ * ARGV[2] jobs ahead. Plain jobs run before prioritized ones, which run in ZRANK order.
+ *
+ * KEYS: job hash, completed, failed, delayed, prioritized, active, wait, paused,
+ * waiting-children (all under the queue's hash tag). ARGV: job id, scan bound (>= 1).
+ */
+const SNAPSHOT_LUA = `
+local rcall = redis.call
+local hash = rcall("HGETALL", KEYS[1])
+if #hash == 0 then return nil end
+local id, bound = ARGV[1], tonumber(ARGV[2])
+local state, ahead = "unknown", -1
+if rcall("ZSCORE", KEYS[2], id) then state = "completed"
+elseif rcall("ZSCORE", KEYS[3], id) then state = "failed"
+elseif rcall("ZSCORE", KEYS[4], id) then state = "delayed"
+elseif rcall("ZSCORE", KEYS[5], id) then
+  state = "prioritized"
+  ahead = rcall("LLEN", KEYS[7]) + rcall("ZRANK", KEYS[5], id)
+elseif rcall("LPOS", KEYS[6], id) then state = "active"
+else
+  local len = rcall("LLEN", KEYS[7])
+  -- the index counts from the head even when the search starts at the tail
+  local index = rcall("LPOS", KEYS[7], id, "RANK", -1, "MAXLEN", bound)
+  if index then state, ahead = "waiting", len - 1 - index
+  elseif rcall("LPOS", KEYS[8], id) then state = "waiting"
+  elseif rcall("ZSCORE", KEYS[9], id) then state = "waiting-children"
+  elseif len > bound then state, ahead = "waiting", bound
+  end
+end
+return { state, ahead, hash }`;
+
+type SnapshotScript = (...keysAndArgs: string[]) => Promise<[string, number, string[]] | null>;
 
 const CONNECTION_ERROR =
   /Connection is closed|Stream isn't writeable|max retries per request|ECONNREFUSED|ECONNRESET|EPIPE|ETIMEDOUT|EHOSTUNREACH|ENOTFOUND|Socket closed|LOADING|READONLY|CLUSTERDOWN|TRYAGAIN|OOM command not allowed/i;
@@ -108,38 +152,38 @@ export function createJobStore(deps: JobStoreDeps) {
     }
   }
 
-  async function queuePosition(id: string, state: BullState): Promise<number | undefined> {
-    // BullMQ takes plain jobs from the right end of `wait`, then prioritized ones by score
-    if (state === 'waiting') {
-      const [len, idx] = await Promise.all([
-        redis.llen(queue.keys.wait),
-        redis.lpos(queue.keys.wait, id),
-      ]);
-      return idx === null ? undefined : Math.max(0, len - 1 - idx);
-    }
-    if (state === 'prioritized') {
-      const [len, rank] = await Promise.all([
-        redis.llen(queue.keys.wait),
-        redis.zrank(queue.keys.prioritized, id),
-      ]);
-      return rank === null ? undefined : len + rank;
-    }
-    return undefined;
-  }
+  const client = redis as IORedis & { comfyqSnapshot?: SnapshotScript };
+  client.defineCommand('comfyqSnapshot', { numberOfKeys: 9, lua: SNAPSHOT_LUA });
+  const k = queue.keys;
+  const stateKeys = [
+    k.completed,
+    k.failed,
+    k.delayed,
+    k.prioritized,
+    k.active,
+    k.wait,
+    k.paused,
+    k['waiting-children'],
+  ];
 
+  /** The job's hash, state, cancel mark and position in one round trip (SNAPSHOT_LUA). */
   async function snapshot(id: string): Promise<JobSnapshot | null> {
-    const [job, mark] = await Promise.all([
-      queue.getJob(id) as Promise<ImageJob | undefined>,
-      redis.hget(jobKey(settings, id), CANCEL_FIELD),
-    ]);
-    if (!job) return null;
-    const bullState = await job.getState();
-    if (bullState === 'unknown') return null;
-    const s: JobSnapshot = {
-      ...snapshotOf(job, bullState as BullState),
-      cancelRequestedAt: mark ?? undefined,
-    };
-    if (mark === null) s.queuePosition = await queuePosition(id, s.bullState);
+    const reply = await client.comfyqSnapshot!(
+      jobKey(settings, id),
+      ...stateKeys,
+      id,
+      String(QUEUE_POSITION_LIMIT),
+    );
+    if (!reply) return null;
+    const [state, ahead, flat] = reply;
+    const raw: Record<string, string> = {};
+    for (let i = 0; i + 1 < flat.length; i += 2) raw[flat[i]] = flat[i + 1];
+    // parsed before the state is looked at: a corrupted hash is a 500 as with getJob
+    const s = snapshotFromHash(id, state as BullState, raw, CANCEL_FIELD);
+    if (state === 'unknown') return null;
+    if (s.cancelRequestedAt === undefined && ahead >= 0) {
+      s.queuePosition = Math.min(ahead, QUEUE_POSITION_LIMIT);
+    }
     return s;
   }
 

@@ -1,3 +1,6 @@
+import type { IncomingHttpHeaders } from 'node:http';
+import type { Readable } from 'node:stream';
+import { Pool, type Dispatcher } from 'undici';
 import { ComfyHttpError, ComfyProtocolError, ComfyUnreachableError } from '../errors';
 import {
   HistoryEntrySchema,
@@ -11,6 +14,8 @@ import {
  * HTTP client for one ComfyUI instance. Bare paths (no /api prefix) reach every version.
  * Every request has a timeout; transport failures become ComfyUnreachableError and
  * unexpected statuses ComfyHttpError, so callers can classify retryable vs permanent.
+ * Requests go through undici's `request()` on a keep-alive Pool per instance (a fraction of
+ * fetch's CPU per call); close() releases its connections.
  */
 
 export interface SubmitRequest {
@@ -39,33 +44,129 @@ export interface ComfyClientOptions {
   observe?: (route: string, ms: number, outcome: 'ok' | 'http_error' | 'unreachable') => void;
 }
 
+/** One GET /view answer: the caller streams or destroys `body` (it holds a pooled connection). */
+export interface ViewResponse {
+  status: number;
+  contentType: string | undefined;
+  contentLength: string | undefined;
+  body: Readable;
+}
+
+interface RequestInit {
+  method?: 'GET' | 'POST';
+  headers?: Record<string, string>;
+  body?: string;
+}
+
+interface Reply {
+  status: number;
+  ok: boolean;
+  headers: IncomingHttpHeaders;
+  body: Dispatcher.ResponseData['body'];
+  /** stops the request's timeout (once the body is read or closed) */
+  done(): void;
+  /** whether the timeout fired (a body read it aborted reports the timeout) */
+  timedOut(): boolean;
+  timeoutMs: number;
+}
+
+/** Keep-alive connections per ComfyUI instance; far above any realistic number in flight. */
+const MAX_CONNECTIONS = 64;
+
 export class ComfyClient {
+  /** created on first use, so a malformed URL fails like any request (ComfyUnreachableError) */
+  private dispatcher?: { pool: Pool; prefix: string };
+  private closed = false;
+
   constructor(
     readonly baseUrl: string,
     private readonly opts: ComfyClientOptions,
   ) {}
 
+  private connection(): { pool: Pool; prefix: string } {
+    if (this.closed) throw new Error('ComfyClient is closed');
+    if (!this.dispatcher) {
+      const url = new URL(this.baseUrl);
+      this.dispatcher = {
+        pool: new Pool(url.origin, { connections: MAX_CONNECTIONS }),
+        prefix: url.pathname.replace(/\/+$/, ''),
+      };
+    }
+    return this.dispatcher;
+  }
+
+  /**
+   * Closes the keep-alive connections. Requests still in flight may finish for up to
+   * `graceMs`, then they are aborted (ComfyUnreachableError); later requests fail the same way.
+   */
+  async close(graceMs = 1_000): Promise<void> {
+    this.closed = true;
+    const pool = this.dispatcher?.pool;
+    if (!pool) return;
+    let timer: NodeJS.Timeout | undefined;
+    const grace = new Promise<'late'>((resolve) => {
+      timer = setTimeout(() => resolve('late'), graceMs);
+    });
+    try {
+      if ((await Promise.race([pool.close(), grace])) === 'late') await pool.destroy();
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /**
+   * One request; its timeout runs until `done()` and aborts the body read too (as fetch's
+   * signal did). The caller must read or destroy the body, and call `done()`.
+   */
   private async request(
     path: string,
     init: RequestInit = {},
     timeoutMs = this.opts.timeoutMs,
-  ): Promise<Response> {
+  ): Promise<Reply> {
     const started = performance.now();
+    const method = init.method ?? 'GET';
     // the route without ids, for metrics
-    const route = `${init.method ?? 'GET'} ${path.replace(/^\/(history|view)[/?].*$/, '/$1')}`;
-    let res: Response;
+    const route = `${method} ${path.replace(/^\/(history|view)[/?].*$/, '/$1')}`;
+    const abort = new AbortController();
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      abort.abort(new DOMException('The operation was aborted due to timeout', 'TimeoutError'));
+    }, timeoutMs);
+    timer.unref();
+    const done = () => clearTimeout(timer);
+    let res: Dispatcher.ResponseData;
     try {
-      res = await fetch(this.baseUrl + path, { ...init, signal: AbortSignal.timeout(timeoutMs) });
+      const { pool, prefix } = this.connection();
+      res = await pool.request({
+        path: prefix + path,
+        method,
+        headers: init.headers,
+        body: init.body,
+        signal: abort.signal,
+      });
     } catch (err) {
+      done();
       this.opts.observe?.(route, performance.now() - started, 'unreachable');
-      if (err instanceof DOMException && err.name === 'TimeoutError') {
-        throw new ComfyUnreachableError(this.baseUrl, path, { timeoutMs });
-      }
+      if (timedOut) throw new ComfyUnreachableError(this.baseUrl, path, { timeoutMs });
       throw new ComfyUnreachableError(this.baseUrl, path, { cause: err });
     }
-    const ok = res.ok || res.status === 400 || res.status === 409;
-    this.opts.observe?.(route, performance.now() - started, ok ? 'ok' : 'http_error');
-    return res;
+    const status = res.statusCode;
+    const ok = status >= 200 && status < 300;
+    this.opts.observe?.(
+      route,
+      performance.now() - started,
+      ok || status === 400 || status === 409 ? 'ok' : 'http_error',
+    );
+    return {
+      status,
+      ok,
+      headers: res.headers,
+      body: res.body,
+      done,
+      timedOut: () => timedOut,
+      timeoutMs,
+    };
   }
 
   private async json(path: string, init?: RequestInit): Promise<unknown> {
@@ -75,11 +176,15 @@ export class ComfyClient {
     return parseJson(text, this.baseUrl, path);
   }
 
-  private async readText(res: Response, path: string): Promise<string> {
+  private async readText(res: Reply, path: string): Promise<string> {
     try {
-      return await res.text();
+      return await res.body.text();
     } catch (err) {
+      if (res.timedOut())
+        throw new ComfyUnreachableError(this.baseUrl, path, { timeoutMs: res.timeoutMs });
       throw new ComfyUnreachableError(this.baseUrl, path, { cause: err });
+    } finally {
+      res.done();
     }
   }
 
@@ -202,18 +307,30 @@ export class ComfyClient {
   async view(
     file: { filename: string; subfolder: string; type: string },
     timeoutMs = 60_000,
-  ): Promise<Response> {
+  ): Promise<ViewResponse> {
     const qs = new URLSearchParams({
       filename: file.filename,
       subfolder: file.subfolder,
       type: file.type,
     });
-    return this.request(`/view?${qs}`, {}, timeoutMs);
+    const res = await this.request(`/view?${qs}`, {}, timeoutMs);
+    res.body.once('close', res.done);
+    res.body.on('error', () => {}); // a caller's destroy() must not become an uncaught 'error'
+    return {
+      status: res.status,
+      contentType: firstHeader(res.headers['content-type']),
+      contentLength: firstHeader(res.headers['content-length']),
+      body: res.body,
+    };
   }
 
   async systemStats(): Promise<unknown> {
     return this.json('/system_stats');
   }
+}
+
+function firstHeader(value: string | string[] | undefined): string | undefined {
+  return Array.isArray(value) ? value[0] : value;
 }
 
 function safeJson(text: string): unknown {

@@ -100,6 +100,7 @@ export class ComfyPool {
   }
 
   private markUnhealthy(url: string): void {
+    if (this.closed) return; // requests aborted by close() say nothing about the instance
     const i = this.instance(url);
     if (i.healthy)
       this.opts.log.warn(
@@ -124,9 +125,11 @@ export class ComfyPool {
     );
   }
 
-  close(): void {
+  /** Stops probing and closes every instance's WebSocket and HTTP connections. */
+  async close(): Promise<void> {
     this.closed = true;
     clearInterval(this.timer);
     for (const i of this.instances.values()) i.socket?.close();
+    await Promise.all([...this.instances.values()].map((i) => i.client.close()));
   }
 }

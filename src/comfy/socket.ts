@@ -20,8 +20,12 @@ export interface PromptProgress {
   node?: string;
 }
 
-/** 'changed': the prompt started, finished, failed or was interrupted; 'progress': a tick */
-export type WakeReason = 'changed' | 'progress' | 'timeout';
+/**
+ * 'finished': the prompt ended and its history is written; 'changed': anything may have
+ * changed (a reconnect, an abort), poll; 'progress': it started or ticked.
+ */
+export type WakeReason = 'finished' | 'changed' | 'progress' | 'timeout';
+const RANK: Record<WakeReason, number> = { timeout: 0, progress: 1, changed: 2, finished: 3 };
 
 interface Tracked {
   nodeCount: number;
@@ -110,10 +114,10 @@ export class ComfySocket {
     });
   }
 
-  /** wakes the prompt's waiter, or keeps the event for its next wait ('changed' wins) */
+  /** wakes the prompt's waiter, or keeps the event for its next wait (the strongest wins) */
   private wake(promptId: string, reason: Exclude<WakeReason, 'timeout'>): void {
     const t = this.tracked.get(promptId);
-    if (t && t.pending !== 'changed') t.pending = reason;
+    if (t && RANK[reason] > RANK[t.pending ?? 'timeout']) t.pending = reason;
     this.events.emit(promptId, reason);
   }
 
@@ -191,7 +195,7 @@ export class ComfySocket {
         return;
       case 'executing':
         if (data.node === null || data.node === undefined) {
-          this.wake(promptId, 'changed'); // history is written: poll now
+          this.wake(promptId, 'finished'); // history is written: read it now
           return;
         }
         t.current = String(data.node);
@@ -210,7 +214,7 @@ export class ComfySocket {
         this.wake(promptId, 'progress');
         return;
       case 'execution_start':
-        this.wake(promptId, 'changed'); // pending → running
+        this.wake(promptId, 'progress'); // pending → running, no need to poll
         return;
       default:
         // execution_success/_error/_interrupted come before history is written; the

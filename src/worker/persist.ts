@@ -1,14 +1,22 @@
 import type IORedis from 'ioredis';
 import type { Cluster } from 'ioredis';
-import { CANCEL_FIELD, jobKey, type JobData, type JobProgress, type QueueSettings } from '../queue';
+import {
+  CANCEL_FIELD,
+  jobKey,
+  type JobData,
+  type JobProgress,
+  type JobResult,
+  type QueueSettings,
+} from '../queue';
 
 /**
  * Every write the processor makes to its job, each one round trip and each checked against
  * the job's BullMQ lock: a worker that lost the job (partition, long stall) can never
  * overwrite what the worker that now owns it saved, even when its write arrives late.
  *
- * - persist: the job's data (JobState), optionally its progress, and a Bull Board log
- *   line; answers whether a cancel was requested (so the pickup check costs nothing).
+ * - persist: the job's data (JobState), optionally its progress, a Bull Board log line and
+ *   its return value; answers whether a cancel was requested (so the pickup check costs
+ *   nothing).
  * - progress: BullMQ's updateProgress (hash field + `progress` event), lock-checked.
  * Keys are the job hash, its `:logs` list, its `:lock` and the queue's events stream and
  * meta hash; all share the queue's hash tag (Redis Cluster safe).
@@ -18,23 +26,35 @@ if redis.call("EXISTS", KEYS[1]) == 0 then return -1 end
 if ARGV[1] ~= "" and redis.call("GET", KEYS[3]) ~= ARGV[1] then return -2 end
 `;
 
-const PERSIST_LUA = `${LOCK_CHECK}
+/** BullMQ's updateProgress-3.lua: the field and a `progress` event (trimmed like BullMQ does). */
+const WRITE_PROGRESS = `
+local function writeProgress(progress, jobId)
+  local maxEvents = redis.call("HGET", KEYS[5], "opts.maxLenEvents")
+  if not maxEvents then
+    maxEvents = 10000
+    redis.call("HSET", KEYS[5], "opts.maxLenEvents", maxEvents)
+  end
+  redis.call("HSET", KEYS[1], "progress", progress)
+  redis.call("XADD", KEYS[4], "MAXLEN", "~", maxEvents, "*", "event", "progress", "jobId", jobId, "data", progress)
+end
+`;
+
+/**
+ * ARGV: token, data, progress, log line, cancel field, return value, job id.
+ * The return value is written with the outcome, so a worker that dies before BullMQ's
+ * moveToFinished finds the outputs in the job (BullMQ writes the same value again).
+ */
+const PERSIST_LUA = `${LOCK_CHECK}${WRITE_PROGRESS}
 redis.call("HSET", KEYS[1], "data", ARGV[2])
-if ARGV[3] ~= "" then redis.call("HSET", KEYS[1], "progress", ARGV[3]) end
+if ARGV[3] ~= "" then writeProgress(ARGV[3], ARGV[7]) end
 if ARGV[4] ~= "" then redis.call("RPUSH", KEYS[2], ARGV[4]) end
+if ARGV[6] ~= "" then redis.call("HSET", KEYS[1], "returnvalue", ARGV[6]) end
 if redis.call("HEXISTS", KEYS[1], ARGV[5]) == 1 then return 1 end
 return 0
 `;
 
-/** BullMQ's updateProgress-3.lua plus the lock check (events trimmed like BullMQ does). */
-const PROGRESS_LUA = `${LOCK_CHECK}
-local maxEvents = redis.call("HGET", KEYS[5], "opts.maxLenEvents")
-if not maxEvents then
-  maxEvents = 10000
-  redis.call("HSET", KEYS[5], "opts.maxLenEvents", maxEvents)
-end
-redis.call("HSET", KEYS[1], "progress", ARGV[2])
-redis.call("XADD", KEYS[4], "MAXLEN", "~", maxEvents, "*", "event", "progress", "jobId", ARGV[3], "data", ARGV[2])
+const PROGRESS_LUA = `${LOCK_CHECK}${WRITE_PROGRESS}
+writeProgress(ARGV[2], ARGV[3])
 return 0
 `;
 
@@ -57,8 +77,12 @@ export class LockLostError extends Error {
 }
 
 export interface PersistOptions {
+  /** written like updateProgress (field and event), so live views see the transition */
   progress?: JobProgress;
+  /** a Bull Board log line */
   log?: string;
+  /** the job's return value, written with its outcome */
+  result?: JobResult;
 }
 
 export interface JobWriter {
@@ -96,6 +120,8 @@ export function createJobWriter(
         opts.progress ? JSON.stringify(opts.progress) : '',
         opts.log ?? '',
         CANCEL_FIELD,
+        opts.result ? JSON.stringify(opts.result) : '',
+        jobId,
       );
       check(r, jobId);
       return { cancelRequested: r === 1 };

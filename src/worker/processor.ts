@@ -3,9 +3,10 @@ import { DelayedError, UnrecoverableError, WaitingError } from 'bullmq';
 import { z } from 'zod';
 import type { AnalyticsSink } from '../analytics';
 import type { Lookup } from '../comfy/client';
+import type { WakeReason } from '../comfy/socket';
 import type { ComfyPool, Lease } from '../comfy/pool';
 import { LockLostError, type JobWriter } from './persist';
-import { describeValidationError, type Outcome } from '../comfy/protocol';
+import { classifyHistory, describeValidationError, type Outcome } from '../comfy/protocol';
 import {
   ComfyHttpError,
   ComfyProtocolError,
@@ -173,9 +174,24 @@ export function createProcessor(deps: ProcessorDeps) {
     const client = () => deps.pool.client(state.comfyuiUrl!);
     const socket = () => (state.comfyuiUrl ? deps.pool.socket(state.comfyuiUrl) : undefined);
     let lease: Lease | undefined;
+    /** ComfyUI accepted this process's POST of the prompt (not persisted: see submit()) */
+    let accepted = false;
 
-    /** persists a transition (one round trip); resolves true when a cancel was requested */
-    const save = async (next: JobState, line?: string, finalProgress?: JobProgress) => {
+    let lastProgress: JobProgress | undefined;
+    let lastProgressAt = 0;
+
+    /**
+     * Persists a transition in one round trip: the state, and optionally the progress that
+     * goes with it, a Bull Board log line (only for what an operator needs: recoveries,
+     * resubmissions, retries, failures) and the return value. Resolves true when a cancel
+     * was requested.
+     */
+    const save = async (
+      next: JobState,
+      line?: string,
+      withProgress?: JobProgress,
+      result?: JobResult,
+    ) => {
       if (next.promptId !== state.promptId)
         log = deps.log.child({ jobId, promptId: next.promptId });
       state = { ...next, updatedAt: now() };
@@ -183,27 +199,25 @@ export function createProcessor(deps: ProcessorDeps) {
         jobId,
         token,
         { ...data, workflow: isTerminal(next) ? null : data.workflow, state },
-        { log: line, progress: finalProgress },
+        { log: line, progress: withProgress, result },
       );
+      if (withProgress) {
+        lastProgress = withProgress;
+        lastProgressAt = now();
+      }
       return r.cancelRequested;
     };
-
-    let lastProgress: JobProgress | undefined;
-    let lastProgressAt = 0;
     /**
      * Progress writes are coalesced: at most one per PROGRESS_INTERVAL_MS, and only when
-     * the node, the queue position or the PROGRESS_STEP_PERCENT bucket changed, so a long
-     * prompt costs no more Redis commands than a short one.
+     * the queue position or the PROGRESS_STEP_PERCENT bucket changed, so a prompt costs at
+     * most 100 / PROGRESS_STEP_PERCENT progress writes, however long it runs and however
+     * many nodes it has (the node shown is the one current at the write).
      */
     const progress = async (p: JobProgress, force = false) => {
       const prev = lastProgress;
       const bucket = (x?: JobProgress) =>
         x ? Math.floor(x.percent / settings.progressStepPercent) : -1;
-      const changed =
-        !prev ||
-        prev.node !== p.node ||
-        prev.queuePosition !== p.queuePosition ||
-        bucket(prev) !== bucket(p);
+      const changed = !prev || prev.queuePosition !== p.queuePosition || bucket(prev) !== bucket(p);
       if (!changed) return;
       if (!force && now() - lastProgressAt < settings.progressIntervalMs) return;
       lastProgress = p;
@@ -231,13 +245,10 @@ export function createProcessor(deps: ProcessorDeps) {
     const complete = async (outputs: JobOutput[]): Promise<JobResult> => {
       if (data.request.webhookUrl) await deps.notifyFinished?.(jobId, data.request);
       await save(
-        onCompleted(state, outputs, now()),
-        `completed with ${outputs.length} output file(s)`,
-        {
-          ...lastProgress,
-          percent: 100,
-          queuePosition: undefined,
-        },
+        onCompleted(state, now()),
+        undefined,
+        { ...lastProgress, percent: 100, queuePosition: undefined },
+        { outputs },
       );
       socket()?.forget(state.promptId ?? '');
       deps.analytics.capture('comfyui_job_completed', data.request.userId ?? jobId, {
@@ -249,8 +260,9 @@ export function createProcessor(deps: ProcessorDeps) {
       return { outputs };
     };
 
-    // ---- 1. a job that already finished (crash between saving the outcome and BullMQ's move)
-    if (state.status === 'completed') return { outputs: state.outputs ?? [] };
+    // ---- 1. a job that already finished (crash between saving the outcome and BullMQ's move):
+    // the outcome's write also stored the return value
+    if (state.status === 'completed') return { outputs: job.returnvalue?.outputs ?? [] };
     if ((state.status === 'failed' || state.status === 'cancelled') && state.error)
       throw new JobFailure(state.error);
 
@@ -331,7 +343,7 @@ export function createProcessor(deps: ProcessorDeps) {
         const picked = onPickup(state, job.stalledCounter ?? 0, pickedAt, false);
         const cancelled = await save(
           onPromptChosen(picked, promptId, url, now(), false),
-          `attempt ${state.attempts + 1}: prompt ${promptId} chosen for ${url}`,
+          state.attempts > 0 ? `attempt ${state.attempts + 1}: new prompt ${promptId}` : undefined,
         );
         if (cancelled) {
           state = picked; // the chosen prompt id was never sent: the job ends without one
@@ -339,7 +351,7 @@ export function createProcessor(deps: ProcessorDeps) {
         }
         deps.fault?.('after-prompt-stored');
         log.info({ promptId, comfyuiUrl: url }, 'submitting prompt');
-        await submit(false);
+        await submit();
       } else {
         lease = deps.pool.lease(state.comfyuiUrl!);
         const recovered = kind.reason !== 'retry';
@@ -380,7 +392,7 @@ export function createProcessor(deps: ProcessorDeps) {
       lease?.release();
     }
 
-    async function submit(resubmission: boolean): Promise<void> {
+    async function submit(): Promise<void> {
       const promptId = state.promptId!;
       if (!data.workflow)
         await fail({ code: 'invalid_job_data', message: 'the job has no workflow to submit' });
@@ -410,14 +422,17 @@ export function createProcessor(deps: ProcessorDeps) {
           { sent: promptId, got: r.promptId },
           'ComfyUI ignored the client prompt id (server older than 0.3.45)',
         );
-        state = { ...state, promptId: r.promptId };
+        await save({ ...state, promptId: r.promptId });
       }
-      await save(
-        onSubmitted(state),
-        r.kind === 'duplicate'
-          ? `prompt ${state.promptId} was already known to ComfyUI (409): following it`
-          : `prompt ${state.promptId} ${resubmission ? 're' : ''}submitted to ${state.comfyuiUrl}`,
-      );
+      accepted = true;
+      if (r.kind === 'duplicate')
+        await save(
+          state,
+          `prompt ${state.promptId} was already known to ComfyUI (409): following it`,
+        );
+      // No `submitted` write here: the follower's first lookup writes `submitted` (with the
+      // queue position) or `running` in one call. A crash before it leaves `submitting`,
+      // which a new worker looks up before it submits anything (rule 2).
       deps.analytics.capture('comfyui_job_state_saved', data.request.userId ?? jobId, {
         promptId: state.promptId!,
         jobType: data.request.jobType,
@@ -430,6 +445,7 @@ export function createProcessor(deps: ProcessorDeps) {
       socket()?.track(state.promptId!, Object.keys(data.workflow ?? {}).length);
       const deadline = (state.startedAt ?? now()) + settings.jobTimeoutMs;
       let absentSince: number | undefined;
+      let woke: WakeReason | undefined;
       for (;;) {
         if (signal.aborted) return handleAbort();
         if (now() > deadline) {
@@ -439,16 +455,20 @@ export function createProcessor(deps: ProcessorDeps) {
             message: `the job ran longer than JOB_TIMEOUT_MS (${settings.jobTimeoutMs} ms); its prompt was interrupted`,
           });
         }
-        const r: Lookup = await client().lookup(state.promptId!);
+        // the socket said the prompt finished (its history is written): read it directly
+        const entry = woke === 'finished' ? await client().history(state.promptId!) : null;
+        const r: Lookup = entry
+          ? { state: 'done', outcome: classifyHistory(entry) }
+          : await client().lookup(state.promptId!);
         if (signal.aborted) return handleAbort();
         deps.fault?.('following');
         if (r.state === 'done') return finish(r.outcome);
         if (r.state === 'absent') {
           // the POST may still be in ComfyUI's validation, or the prompt was lost (restart)
-          const since =
-            state.status === 'submitting' ? (state.submittedAt ?? now()) : (absentSince ??= now());
+          const unconfirmed = state.status === 'submitting' && !accepted;
+          const since = unconfirmed ? (state.submittedAt ?? now()) : (absentSince ??= now());
           if (now() - since >= settings.submitGraceMs) {
-            const lost = state.status !== 'submitting';
+            const lost = !unconfirmed;
             log.warn(
               { promptId: state.promptId },
               lost
@@ -466,44 +486,46 @@ export function createProcessor(deps: ProcessorDeps) {
                 jobId,
                 promptId: state.promptId!,
               });
-            await submit(lost);
+            await submit();
             absentSince = undefined;
             continue;
           }
         } else {
           absentSince = undefined;
-          if (r.state === 'pending' && state.status === 'submitting')
-            await save(onSubmitted(state));
-          if (r.state === 'running' && state.status !== 'running')
-            await save(onRunning(state), `prompt ${state.promptId} running`);
-          if (r.state === 'pending')
-            await progress({ percent: 0, queuePosition: r.position }, true);
-          else
-            await progress(
-              { percent: 0, ...socket()?.progress(state.promptId!) },
-              state.status !== 'running',
-            );
+          if (r.state === 'pending') {
+            const p = { percent: 0, queuePosition: r.position };
+            if (state.status === 'submitting') await save(onSubmitted(state), undefined, p);
+            else await progress(p, true);
+          } else await running();
         }
-        await waitForNextCheck();
+        woke = await waitForNextCheck();
       }
     }
 
-    /** Sleeps until the next poll; with a healthy socket, polls less and wakes on its events. */
-    async function waitForNextCheck(): Promise<void> {
+    /** ComfyUI runs the prompt: the transition and its progress in one write, or the progress. */
+    async function running(): Promise<void> {
+      const p = { percent: 0, ...socket()?.progress(state.promptId!) };
+      if (state.status !== 'running') await save(onRunning(state), undefined, p);
+      else await progress(p);
+    }
+
+    /**
+     * Sleeps until the next poll; with a healthy socket, polls less and wakes on its events.
+     * Progress events (and the prompt's start) are handled here without polling.
+     */
+    async function waitForNextCheck(): Promise<WakeReason | undefined> {
       const ws = socket();
-      if (!ws) return sleep(settings.pollIntervalMs, signal);
+      if (!ws) return sleep(settings.pollIntervalMs, signal).then(() => undefined);
       const interval = ws.healthy
         ? Math.max(settings.pollIntervalMs, Math.min(5 * settings.pollIntervalMs, 5_000))
         : settings.pollIntervalMs;
       const until = now() + interval;
       while (!signal.aborted && now() < until) {
         const why = await ws.wait(state.promptId!, until - now(), signal);
-        if (why !== 'progress') return;
-        if (state.status !== 'running')
-          await save(onRunning(state), `prompt ${state.promptId} running`);
-        const p = ws.progress(state.promptId!);
-        if (p) await progress(p);
+        if (why !== 'progress') return why;
+        await running();
       }
+      return undefined;
     }
 
     async function finish(outcome: Outcome): Promise<JobResult> {

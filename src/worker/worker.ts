@@ -13,7 +13,6 @@ import {
   createImageQueue,
   jobKey,
   retentionKeep,
-  startRetentionCleaner,
   type JobData,
   type JobProgress,
   type JobResult,
@@ -37,7 +36,6 @@ export type WorkerConfig = Pick<
   | 'comfyuiWebsocket'
   | 'recoveryCutoffMs'
   | 'retentionMs'
-  | 'cleanIntervalMs'
   | 'jobTimeoutMs'
   | 'submitGraceMs'
   | 'comfyuiTimeoutMs'
@@ -186,7 +184,8 @@ export async function startImageWorker(
     if (worker.cancelJob(jobId, ABORT.cancel)) log.info({ jobId }, 'cancel requested');
   });
 
-  const stopCleaner = startRetentionCleaner(queue, config.retentionMs, config.cleanIntervalMs, log);
+  // the retention clean runs in the API (src/api/services.ts); workers rely on BullMQ's lazy
+  // removal, which keeps an idle worker at a few Redis commands a minute
 
   let metricsServer: Server | undefined;
   if (deps.metrics) {
@@ -225,9 +224,8 @@ export async function startImageWorker(
         // hand active jobs back at once (they resume elsewhere), then stop
         worker.cancelAllJobs(ABORT.shutdown);
         await step('worker close', () => worker.close());
-        stopCleaner();
         metricsServer?.close();
-        pool.close();
+        await step('comfyui clients close', () => pool.close());
         await step('queue close', () => queue.close());
         await step('subscriber quit', () => subscriber.quit());
         await step('commands quit', () => commands.quit());

@@ -14,8 +14,8 @@ describe('loadConfig', () => {
       recoveryCutoffMs: 600_000,
       retentionMs: 7_200_000,
       jobTimeoutMs: 7_200_000,
-      lockDurationMs: 15_000,
-      stalledIntervalMs: 10_000,
+      lockDurationMs: 10_000,
+      stalledIntervalMs: 5_000,
       logLevel: 'info',
       apiKeys: [],
     });

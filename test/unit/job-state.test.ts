@@ -43,7 +43,7 @@ describe('JobState transitions', () => {
     expect(s.status).toBe('submitted');
     s = onRunning(s);
     expect(s.status).toBe('running');
-    s = onCompleted(s, [{ nodeId: '3', filename: 'a.png', subfolder: '', type: 'output' }], T0 + 9);
+    s = onCompleted(s, T0 + 9);
     expect(s).toMatchObject({ status: 'completed', finishedAt: T0 + 9 });
     expect(isTerminal(s)).toBe(true);
     expect(hasLivePrompt(s)).toBe(false);
@@ -57,7 +57,7 @@ describe('JobState transitions', () => {
   test('onSubmitted and onRunning do not move a job backwards', () => {
     const running = onRunning(onSubmitted(onPromptChosen(initialState(T0), 'p', 'u', T0, false)));
     expect(onSubmitted(running).status).toBe('running');
-    const done = onCompleted(running, [], T0);
+    const done = onCompleted(running, T0);
     expect(onRunning(done).status).toBe('completed');
   });
 

@@ -193,6 +193,7 @@ describe('ComfyClient.sharedQueue', () => {
       expect(results[0].pending[0].promptId).toBe('p1');
       for (const r of results.slice(1)) expect(r.pending[0].promptId).toBe('p2');
     } finally {
+      await c.close();
       server.close();
     }
   });
