@@ -1,4 +1,5 @@
 import { Queue, type JobsOptions, type Job } from 'bullmq';
+import { v5 as uuidv5 } from 'uuid';
 import { initialState, type JobOutput, type JobState } from './job-state';
 import type { Logger } from './logger';
 import { redisOptions, type RedisSettings } from './redis';
@@ -54,6 +55,20 @@ export interface QueueSettings extends RedisSettings {
   retentionMs: number;
   jobAttempts: number;
   retryBackoffMs: number;
+}
+
+/** Namespace of the prompt ids this project derives (a fixed random UUID). */
+const PROMPT_ID_NAMESPACE = '6b1f3c52-8d47-4f0e-9a35-2c7e1d90b8a4';
+
+/**
+ * The ComfyUI prompt id of a job: derived from the job's identity (queue, id and creation
+ * time, so a job id reused after retention gets a new one), never random. A job has one
+ * prompt for its whole life, and a worker that finds no prompt id in the job (its write
+ * lost by Redis) computes the same id again and can look for it in ComfyUI before it
+ * submits. A canonical lowercase UUID, as the newest ComfyUI requires.
+ */
+export function promptIdFor(queueQualifiedName: string, jobId: string, timestamp: number): string {
+  return uuidv5(`${queueQualifiedName}:${jobId}:${timestamp}`, PROMPT_ID_NAMESPACE);
 }
 
 /** Job name used for every image job (the name is not otherwise meaningful). */

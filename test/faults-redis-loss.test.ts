@@ -1,6 +1,7 @@
 import { Job } from 'bullmq';
 import IORedis from 'ioredis';
 import { jobKey, type JobData, type JobResult } from '../src/queue';
+import { createSimulator } from '../src/simulator/server';
 import { startSystem, type TestSystem } from './helpers/system';
 import { waitFor } from './helpers/wait';
 import { spawnWorker, type WorkerProcess } from './helpers/worker-process';
@@ -11,9 +12,11 @@ import { sleepWorkflow } from './helpers/workflows';
  * process kill: see test/chaos/scenario.ts) can lose the last ~1 s of acknowledged writes.
  * The one loss the lifecycle cannot absorb is the `status: submitting` write of rule 1
  * ("store the prompt id before any network call"): if it is lost after POST /prompt
- * reached ComfyUI, the next worker sees a job without a prompt id and submits the workflow
- * again under a new id. This test replays exactly that: a worker dies right after its
- * POST, and the job's data is put back as it was before the pickup.
+ * reached ComfyUI, the next worker sees a job without a prompt id. It would submit the
+ * workflow again, were the prompt id not derived from the job (`promptIdFor`): the next
+ * worker computes the same id, finds it in ComfyUI and follows it. This test replays
+ * exactly that: a worker dies right after its POST, and the job's data is put back as it
+ * was before the pickup.
  */
 
 let sys: TestSystem;
@@ -33,22 +36,14 @@ afterAll(async () => {
   await sys?.close();
 });
 
-/*
- * LIMITATION (src/worker/processor.ts, fresh pickup): nothing looks for a prompt of this
- * job in ComfyUI before a fresh submit, so a lost `submitting` write runs the workflow twice.
- * Mitigations, cheapest first: (1) on a fresh pickup of a job that was started before
- * (`job.attemptsStarted > 1`; that counter can be lost in the same window, so also when
- * the job is older than a few seconds), look through ComfyUI's `/queue` (pending and
- * running entries carry `extra_data.bullmq_job_id`) and `/history?max_items=…` for a prompt
- * of this job, and follow it instead of submitting; (2) on Redis ≥ 7.2, `WAITAOF 1 0 <ms>`
- * after the `submitting` write and before the POST makes that write durable (≤ 1 s
- * latency per job start with everysec). Until then: at most one extra run per job per
- * OS crash of Redis, counted nowhere.
+/**
+ * Runs a job on a worker (env `envA`) that dies right after its POST, puts the job's data
+ * back as it was before that pickup (what Redis lost), and lets a worker with `envB` take it.
  */
-test.failing('a lost "submitting" write does not run the workflow twice', async () => {
+async function loseSubmittingWrite(envA: Record<string, string>, envB: Record<string, string>) {
   const id = await sys.enqueue(sleepWorkflow(1, 'lost-write'));
   const before = (await redis.hget(jobKey(sys.config, id), 'data'))!; // as queued
-  const a = spawnWorker({ ...sys.env, COMFYQ_CRASH_AT: 'after-post', WORKER_NAME: 'lost-a' });
+  const a = spawnWorker({ ...sys.env, ...envA, COMFYQ_CRASH_AT: 'after-post' });
   procs.push(a);
   a.ready.catch(() => undefined);
   expect((await a.exited).signal).toBe('SIGKILL');
@@ -58,7 +53,7 @@ test.failing('a lost "submitting" write does not run the workflow twice', async 
   // Redis "loses" the last second: the pickup's writes never happened
   await redis.hset(jobKey(sys.config, id), 'data', before);
 
-  const b = spawnWorker({ ...sys.env, WORKER_NAME: 'lost-b' });
+  const b = spawnWorker({ ...sys.env, ...envB });
   procs.push(b);
   await waitFor(
     'the job to complete',
@@ -66,11 +61,39 @@ test.failing('a lost "submitting" write does not run the workflow twice', async 
     { timeoutMs: 20_000 },
   );
   const done = (await Job.fromId<JobData, JobResult>(sys.queue, id))!;
-  const executions = sys.sim.executions();
-  const runs = [first.promptId!, done.data.state.promptId!].map((p) => executions[p] ?? 0);
-  console.log(
-    `lost "submitting" write: prompts ${first.promptId} and ${done.data.state.promptId} ran ${runs.join(' and ')} time(s); resubmissions counted: ${done.data.state.resubmissions}`,
-  );
   expect(done.data.state.promptId).toBe(first.promptId);
-  expect(runs.reduce((x, y) => x + y, 0)).toBe(1);
+  expect((await sys.queue.getJobLogs(id)).logs.join('\n')).toMatch(/found in ComfyUI/);
+  b.proc.kill('SIGTERM');
+  await b.exited;
+  return { first, done };
+}
+
+const total = (executions: Record<string, number>) =>
+  Object.values(executions).reduce((x, y) => x + y, 0);
+
+test('a lost "submitting" write does not run the workflow twice', async () => {
+  const before = total(sys.sim.executions());
+  const { first } = await loseSubmittingWrite({ WORKER_NAME: 'lost-a' }, { WORKER_NAME: 'lost-b' });
+  const executions = sys.sim.executions();
+  console.log(`lost "submitting" write: executions ${JSON.stringify(executions)}`);
+  expect(total(executions) - before).toBe(1);
+  expect(executions[first.promptId!]).toBe(1);
+});
+
+test('the prompt is found on another ComfyUI instance than the one the next worker picks', async () => {
+  const other = await createSimulator({ progressIntervalMs: 50 });
+  try {
+    const before = total(sys.sim.executions());
+    // worker A knows only the system's simulator; B prefers `other` (first, equally free)
+    const { first, done } = await loseSubmittingWrite(
+      { WORKER_NAME: 'lost-c', COMFYUI_URL: sys.sim.url },
+      { WORKER_NAME: 'lost-d', COMFYUI_URL: `${other.url},${sys.sim.url}` },
+    );
+    expect(done.data.state.comfyuiUrl).toBe(sys.sim.url);
+    expect(sys.sim.executions()[first.promptId!]).toBe(1);
+    expect(total(sys.sim.executions()) - before).toBe(1);
+    expect(other.executions()).toEqual({});
+  } finally {
+    await other.close();
+  }
 });

@@ -74,6 +74,11 @@ export class ComfyPool {
     return this.instance(url).socket;
   }
 
+  /** The configured instances that answer their health probe. */
+  healthyUrls(): string[] {
+    return this.opts.urls.filter((url) => this.instance(url).healthy);
+  }
+
   /** A slot on the healthy configured instance with the most free slots, or undefined. */
   acquire(): Lease | undefined {
     let best: Instance | undefined;

@@ -1,4 +1,3 @@
-import { randomUUID } from 'node:crypto';
 import { DelayedError, UnrecoverableError, WaitingError } from 'bullmq';
 import { z } from 'zod';
 import type { AnalyticsSink } from '../analytics';
@@ -31,6 +30,7 @@ import {
 import type { Logger } from '../logger';
 import {
   JOB_DATA_VERSION,
+  promptIdFor,
   type ImageJob,
   type JobData,
   type JobProgress,
@@ -67,7 +67,7 @@ export interface ProcessorSettings {
 export interface ProcessorDeps {
   settings: ProcessorSettings;
   /** the ComfyUI instances: clients, sockets and job slots */
-  pool: Pick<ComfyPool, 'client' | 'socket' | 'acquire' | 'lease'>;
+  pool: Pick<ComfyPool, 'client' | 'socket' | 'acquire' | 'lease' | 'healthyUrls'>;
   /** this process's WebSocket client id, sent as client_id */
   clientId: string;
   analytics: AnalyticsSink;
@@ -331,7 +331,7 @@ export function createProcessor(deps: ProcessorDeps) {
           throw new DelayedError();
         }
         const url = lease.url;
-        const promptId = randomUUID();
+        const promptId = promptIdFor(job.queueQualifiedName, jobId, job.timestamp);
         if (state.attempts === 0) {
           deps.analytics.capture('comfyui_job_started', data.request.userId ?? jobId, {
             jobId,
@@ -343,15 +343,33 @@ export function createProcessor(deps: ProcessorDeps) {
         const picked = onPickup(state, job.stalledCounter ?? 0, pickedAt, false);
         const cancelled = await save(
           onPromptChosen(picked, promptId, url, now(), false),
-          state.attempts > 0 ? `attempt ${state.attempts + 1}: new prompt ${promptId}` : undefined,
+          state.attempts > 0 ? `attempt ${state.attempts + 1}: prompt ${promptId}` : undefined,
         );
         if (cancelled) {
           state = picked; // the chosen prompt id was never sent: the job ends without one
           return await fail({ code: 'cancelled', message: 'cancelled by request before it ran' });
         }
         deps.fault?.('after-prompt-stored');
-        log.info({ promptId, comfyuiUrl: url }, 'submitting prompt');
-        await submit();
+        // Redis can lose its last acknowledged writes (an OS crash under appendfsync
+        // everysec), an earlier `submitting` write of this job among them, after its POST
+        // reached ComfyUI. The id is the job's own, so such a prompt is found here and
+        // followed instead of run a second time.
+        const foundAt = await findPrompt(promptId, url);
+        if (foundAt) {
+          if (foundAt !== url) {
+            lease.release();
+            lease = deps.pool.lease(foundAt);
+          }
+          accepted = true;
+          log.warn({ promptId, comfyuiUrl: foundAt }, 'prompt found in ComfyUI: following it');
+          await save(
+            { ...state, comfyuiUrl: foundAt },
+            `prompt ${promptId} found in ComfyUI at ${foundAt} although the job had no prompt (a write lost by Redis): following it`,
+          );
+        } else {
+          log.info({ promptId, comfyuiUrl: url }, 'submitting prompt');
+          await submit();
+        }
       } else {
         lease = deps.pool.lease(state.comfyuiUrl!);
         const recovered = kind.reason !== 'retry';
@@ -390,6 +408,25 @@ export function createProcessor(deps: ProcessorDeps) {
       return await onError(err);
     } finally {
       lease?.release();
+    }
+
+    /**
+     * The instance that already knows this prompt id (pending, running or in history), or
+     * undefined: the chosen instance first, then the other healthy ones. An error on the
+     * chosen one is thrown (its POST would fail the same way; the job is retried); on the
+     * others it is logged, as they are only searched for a lost write's prompt.
+     */
+    async function findPrompt(promptId: string, chosen: string): Promise<string | undefined> {
+      const others = deps.pool.healthyUrls().filter((url) => url !== chosen);
+      for (const url of [chosen, ...others]) {
+        try {
+          if ((await deps.pool.client(url).lookup(promptId)).state !== 'absent') return url;
+        } catch (err) {
+          if (url === chosen) throw err;
+          log.warn({ err, comfyuiUrl: url }, 'could not look for the prompt on this instance');
+        }
+      }
+      return undefined;
     }
 
     async function submit(): Promise<void> {
@@ -580,9 +617,12 @@ export function createProcessor(deps: ProcessorDeps) {
         { err: message, attempt, max },
         `ComfyUI error, retrying with backoff (attempt ${attempt} of ${max})`,
       );
-      await job
-        .log(`attempt ${attempt} of ${max} failed: ${message}; retrying with the same prompt id`)
-        .catch(() => {});
+      // the line goes with the state; a prompt ComfyUI accepted is saved as `submitted`, so
+      // the retry counts it as lost (a resubmission) if ComfyUI no longer knows it
+      await save(
+        accepted ? onSubmitted(state) : state,
+        `attempt ${attempt} of ${max} failed: ${message}; retrying with the same prompt id`,
+      ).catch(() => {});
       throw err;
     }
   };
