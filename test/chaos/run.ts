@@ -1,5 +1,5 @@
 /**
- * `npm run chaos -- [--minutes N] [--jobs N] [--seed S] [--workers N] [--simulators N] [--strict]`
+ * `npm run chaos -- [--minutes N] [--jobs N] [--seed S] [--workers N] [--simulators N]`
  * The chaos scenario of test/chaos.test.ts outside jest, for longer runs: with --minutes it
  * keeps a backlog of jobs flowing for N minutes, killing workers every 2–5 s and alternating
  * a redis-server kill and a ComfyUI restart every 45 s (every N × 15 s when N < 3), then
@@ -49,7 +49,6 @@ async function main() {
     workers: num(args, 'workers'),
     simulators: num(args, 'simulators'),
     seed: num(args, 'seed'),
-    strict: args.strict === true,
     // continuous runs drain for up to 3 minutes after producing stops
     deadlineMs: durationMs ? durationMs + 180_000 : 300_000,
   });

@@ -86,12 +86,6 @@ export interface ChaosOptions {
   legitimateCodes?: string[];
   /** @defaultValue random */
   seed?: number;
-  /**
-   * Count the known bug (a stale worker's late write rolls a finished job's JobState back;
-   * test/faults-partition.test.ts) as a violation too, not only as a known issue.
-   * @defaultValue false
-   */
-  strict?: boolean;
   /** the run stops and reports what is unfinished after this long. @defaultValue 170_000 */
   deadlineMs?: number;
   log?: (line: string) => void;
@@ -132,8 +126,6 @@ export interface ChaosReport {
   workerWarnings: Record<string, number>;
   counts: Record<string, number>;
   violations: string[];
-  /** invariant breaks caused by a known, reported bug (violations too when `strict`) */
-  knownIssues: string[];
 }
 
 /** mulberry32: a small seeded PRNG, so a run's choices can be replayed with its seed. */
@@ -189,7 +181,6 @@ export async function runChaos(options: ChaosOptions = {}): Promise<ChaosReport>
     legitimateCodes: ['execution_error'],
     seed: Math.floor(Math.random() * 2 ** 31),
     deadlineMs: 170_000,
-    strict: false,
     log: (line: string) => console.log(line),
     ...(Object.fromEntries(
       Object.entries(options).filter(([, v]) => v !== undefined),
@@ -225,7 +216,6 @@ export async function runChaos(options: ChaosOptions = {}): Promise<ChaosReport>
     workerWarnings: {},
     counts: {},
     violations,
-    knownIssues: [],
   };
 
   try {
@@ -491,13 +481,8 @@ export async function runChaos(options: ChaosOptions = {}): Promise<ChaosReport>
       }
       const settledAs = bullState === 'completed' ? ['completed'] : ['failed', 'cancelled'];
       if (!settledAs.includes(rec.status ?? '')) {
-        const what = `${where} is ${bullState} in BullMQ but its JobState says ${rec.status}`;
-        // the known bug: a stale copy's late write (see the option `strict`)
-        if (!o.strict && ['submitting', 'submitted', 'running'].includes(rec.status ?? ''))
-          report.knownIssues.push(
-            `${what}: a stale worker's late write rolled it back (test/faults-partition.test.ts)`,
-          );
-        else violations.push(what);
+        // e.g. a stale worker's late write rolled it back (test/faults-partition.test.ts)
+        violations.push(`${where} is ${bullState} in BullMQ but its JobState says ${rec.status}`);
       }
       if (bullState === 'completed') {
         if (rec.outputs < 1) violations.push(`${where} completed without outputs`);
@@ -614,15 +599,11 @@ export function formatSummary(r: ChaosReport): string {
       'left unfinished',
       String(r.jobs.filter((j) => !['completed', 'failed'].includes(j.bullState)).length),
     ],
-    ['known issues', r.knownIssues.length ? String(r.knownIssues.length) : 'none'],
     ['violations', r.violations.length ? String(r.violations.length) : 'none'],
   ];
   const width = Math.max(...rows.map(([k]) => k.length));
   const lines = rows.map(([k, v]) => `  ${k.padEnd(width)}  ${v}`);
-  const shown = [
-    ...r.knownIssues.slice(0, 5).map((v) => `  ~ ${v}`),
-    ...r.violations.slice(0, 20).map((v) => `  ! ${v}`),
-  ];
+  const shown = [...r.violations.slice(0, 20).map((v) => `  ! ${v}`)];
   if (r.violations.length > 20) shown.push(`  ! … and ${r.violations.length - 20} more`);
   return ['chaos summary', ...lines, ...shown].join('\n');
 }
