@@ -339,22 +339,27 @@ export function createProcessor(deps: ProcessorDeps) {
             waitMs: Math.max(0, pickedAt - job.timestamp),
           });
         }
-        // rule 1: the prompt id is decided and stored before any network call
+        // rule 1: the prompt id is decided and stored before any network call that could
+        // create a prompt. Redis can lose its last acknowledged writes (an OS crash under
+        // appendfsync everysec), an earlier `submitting` write of this job among them, after
+        // its POST reached ComfyUI. The id is the job's own, so such a prompt is found by
+        // the look-up (read-only, so it runs beside the write) and followed, not run twice.
         const picked = onPickup(state, job.stalledCounter ?? 0, pickedAt, false);
-        const cancelled = await save(
-          onPromptChosen(picked, promptId, url, now(), false),
-          state.attempts > 0 ? `attempt ${state.attempts + 1}: prompt ${promptId}` : undefined,
-        );
-        if (cancelled) {
+        const [stored, found] = await Promise.allSettled([
+          save(
+            onPromptChosen(picked, promptId, url, now(), false),
+            state.attempts > 0 ? `attempt ${state.attempts + 1}: prompt ${promptId}` : undefined,
+          ),
+          findPrompt(promptId, url),
+        ]);
+        if (stored.status === 'rejected') throw stored.reason;
+        if (stored.value) {
           state = picked; // the chosen prompt id was never sent: the job ends without one
           return await fail({ code: 'cancelled', message: 'cancelled by request before it ran' });
         }
         deps.fault?.('after-prompt-stored');
-        // Redis can lose its last acknowledged writes (an OS crash under appendfsync
-        // everysec), an earlier `submitting` write of this job among them, after its POST
-        // reached ComfyUI. The id is the job's own, so such a prompt is found here and
-        // followed instead of run a second time.
-        const foundAt = await findPrompt(promptId, url);
+        if (found.status === 'rejected') throw found.reason;
+        const foundAt = found.value;
         if (foundAt) {
           if (foundAt !== url) {
             lease.release();
