@@ -1,6 +1,7 @@
 import { Job } from 'bullmq';
 import type { JobData, JobProgress, JobResult } from '../src/queue';
 import { startSystem, type TestSystem } from './helpers/system';
+import { waitFor } from './helpers/wait';
 import { sleepWorkflow } from './helpers/workflows';
 
 /** Progress comes from ComfyUI's WebSocket while it is healthy; polling alone still finishes jobs. */
@@ -33,6 +34,24 @@ test('progress percentages rise during a multi-step job, from WebSocket events',
   expect((await Job.fromId<JobData, JobResult>(sys.queue, id))!.progress).toMatchObject({
     percent: 100,
   });
+});
+
+test('a prompt waiting in ComfyUI behind another is saved `submitted` with its queue position', async () => {
+  // the worker of the first test runs both jobs at once; ComfyUI executes one at a time
+  const first = await sys.enqueue(sleepWorkflow(5, 'rt-first'));
+  await waitFor('the first prompt to run', async () =>
+    (await Job.fromId<JobData>(sys.queue, first))!.data.state.status === 'running'
+      ? true
+      : undefined,
+  );
+  const second = await sys.enqueue(sleepWorkflow(0.2, 'rt-second'));
+  const waiting = await waitFor('the second job to wait in ComfyUI', async () => {
+    const j = (await Job.fromId<JobData, JobResult>(sys.queue, second))!;
+    return j.data.state.status === 'submitted' ? j : undefined;
+  });
+  expect(waiting.progress).toMatchObject({ percent: 0, queuePosition: 1 });
+  for (const id of [first, second])
+    await (await Job.fromId<JobData, JobResult>(sys.queue, id))!.waitUntilFinished(sys.events);
 });
 
 test('with the WebSocket off, jobs still complete by polling', async () => {

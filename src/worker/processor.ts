@@ -176,6 +176,8 @@ export function createProcessor(deps: ProcessorDeps) {
     let lease: Lease | undefined;
     /** ComfyUI accepted this process's POST of the prompt (not persisted: see submit()) */
     let accepted = false;
+    /** this pickup submitted the prompt (rather than resuming or finding it) */
+    let justSubmitted = false;
 
     let lastProgress: JobProgress | undefined;
     let lastProgressAt = 0;
@@ -374,6 +376,7 @@ export function createProcessor(deps: ProcessorDeps) {
         } else {
           log.info({ promptId, comfyuiUrl: url }, 'submitting prompt');
           await submit();
+          justSubmitted = true;
         }
       } else {
         lease = deps.pool.lease(state.comfyuiUrl!);
@@ -401,7 +404,7 @@ export function createProcessor(deps: ProcessorDeps) {
       }
 
       // ---- 3. follow until ComfyUI reports an outcome
-      return await follow();
+      return await follow(justSubmitted);
     } catch (err) {
       if (
         err instanceof JobFailure ||
@@ -483,11 +486,20 @@ export function createProcessor(deps: ProcessorDeps) {
       });
     }
 
-    async function follow(): Promise<JobResult> {
+    /**
+     * Follows the prompt until ComfyUI reports an outcome. Right after this process
+     * submitted it, with a healthy socket, the first look-up waits up to POLL_INTERVAL_MS
+     * for the socket: a prompt that starts or ends at once is seen without polling; one
+     * still pending then is looked up (and saved `submitted` with its queue position).
+     */
+    async function follow(afterSubmit: boolean): Promise<JobResult> {
       socket()?.track(state.promptId!, Object.keys(data.workflow ?? {}).length);
       const deadline = (state.startedAt ?? now()) + settings.jobTimeoutMs;
       let absentSince: number | undefined;
-      let woke: WakeReason | undefined;
+      let woke: WakeReason | undefined =
+        afterSubmit && socket()?.healthy
+          ? await waitForNextCheck(settings.pollIntervalMs)
+          : undefined;
       for (;;) {
         if (signal.aborted) return handleAbort();
         if (now() > deadline) {
@@ -555,12 +567,14 @@ export function createProcessor(deps: ProcessorDeps) {
      * Sleeps until the next poll; with a healthy socket, polls less and wakes on its events.
      * Progress events (and the prompt's start) are handled here without polling.
      */
-    async function waitForNextCheck(): Promise<WakeReason | undefined> {
+    async function waitForNextCheck(maxMs?: number): Promise<WakeReason | undefined> {
       const ws = socket();
       if (!ws) return sleep(settings.pollIntervalMs, signal).then(() => undefined);
-      const interval = ws.healthy
-        ? Math.max(settings.pollIntervalMs, Math.min(5 * settings.pollIntervalMs, 5_000))
-        : settings.pollIntervalMs;
+      const interval =
+        maxMs ??
+        (ws.healthy
+          ? Math.max(settings.pollIntervalMs, Math.min(5 * settings.pollIntervalMs, 5_000))
+          : settings.pollIntervalMs);
       const until = now() + interval;
       while (!signal.aborted && now() < until) {
         const why = await ws.wait(state.promptId!, until - now(), signal);
