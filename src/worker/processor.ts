@@ -249,7 +249,13 @@ export function createProcessor(deps: ProcessorDeps) {
       await save(
         onCompleted(state, now()),
         undefined,
-        { ...lastProgress, percent: 100, queuePosition: undefined },
+        // the last node the socket saw (progress writes are coalesced, so lastProgress may lag)
+        {
+          ...lastProgress,
+          ...socket()?.progress(state.promptId!),
+          percent: 100,
+          queuePosition: undefined,
+        },
         { outputs },
       );
       socket()?.forget(state.promptId ?? '');
