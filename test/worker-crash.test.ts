@@ -93,6 +93,25 @@ test.each(['after-prompt-stored', 'after-post'])(
   },
 );
 
+test('killed after the outcome was saved, before BullMQ finished the job: completed with its outputs, no second run', async () => {
+  const a = worker({ COMFYQ_CRASH_AT: 'after-outcome-saved' });
+  await a.ready;
+  const id = await sys.enqueue(tinyWorkflow('crash-outcome'));
+  expect((await a.exited).signal).toBe('SIGKILL');
+  const before = await job(id);
+  expect(before.data.state.status).toBe('completed');
+  expect(await before.getState()).toBe('active'); // BullMQ never heard of the outcome
+  const b = worker();
+  await b.ready;
+  const done = await finished(id);
+  expect(await done.getState()).toBe('completed');
+  // the outputs come from the return value the outcome's write stored, not from ComfyUI
+  expect(done.returnvalue.outputs).toEqual([
+    { nodeId: '3', filename: 'crash-outcome_00001_.png', subfolder: '', type: 'output' },
+  ]);
+  expect(sys.sim.executions()[done.data.state.promptId!]).toBe(1);
+});
+
 test('recovered after the cutoff: failed recovery_cutoff, and its pending prompt is gone from ComfyUI', async () => {
   // keep ComfyUI busy so the job's prompt stays pending
   const blocker = await fetch(`${sys.sim.url}/prompt`, {

@@ -47,7 +47,7 @@ import {
 export const ABORT = { shutdown: 'shutdown', cancel: 'cancel', lockLost: 'lock-lost' } as const;
 
 /** Named points where tests may kill the process (COMFYQ_CRASH_AT). */
-export type FaultPoint = 'after-prompt-stored' | 'after-post' | 'following';
+export type FaultPoint = 'after-prompt-stored' | 'after-post' | 'following' | 'after-outcome-saved';
 
 export interface ProcessorSettings {
   pollIntervalMs: number;
@@ -258,6 +258,7 @@ export function createProcessor(deps: ProcessorDeps) {
         },
         { outputs },
       );
+      deps.fault?.('after-outcome-saved');
       socket()?.forget(state.promptId ?? '');
       deps.analytics.capture('comfyui_job_completed', data.request.userId ?? jobId, {
         promptId: state.promptId!,
@@ -304,14 +305,8 @@ export function createProcessor(deps: ProcessorDeps) {
       // ---- 2. pickup: fresh, resume, or too late to resume. The pickup's write also tells
       // whether a cancel was requested while the job waited.
       const pickedAt = now();
-      const kind = classifyPickup(
-        state,
-        job.stalledCounter ?? 0,
-        pickedAt,
-        settings.recoveryCutoffMs,
-      );
-
       const stalls = job.stalledCounter ?? 0;
+      const kind = classifyPickup(state, stalls, pickedAt, settings.recoveryCutoffMs);
       if (stalls > settings.maxStalledCount) {
         state = onPickup(state, stalls, pickedAt, false);
         await removePrompt();
@@ -322,7 +317,7 @@ export function createProcessor(deps: ProcessorDeps) {
       }
 
       if (kind.kind === 'cutoff') {
-        state = onPickup(state, job.stalledCounter ?? 0, pickedAt, false);
+        state = onPickup(state, stalls, pickedAt, false);
         await removePrompt();
         return await fail({
           code: 'recovery_cutoff',
@@ -352,7 +347,7 @@ export function createProcessor(deps: ProcessorDeps) {
         // appendfsync everysec), an earlier `submitting` write of this job among them, after
         // its POST reached ComfyUI. The id is the job's own, so such a prompt is found by
         // the look-up (read-only, so it runs beside the write) and followed, not run twice.
-        const picked = onPickup(state, job.stalledCounter ?? 0, pickedAt, false);
+        const picked = onPickup(state, stalls, pickedAt, false);
         const [stored, found] = await Promise.allSettled([
           save(
             onPromptChosen(picked, promptId, url, now(), false),
@@ -389,7 +384,7 @@ export function createProcessor(deps: ProcessorDeps) {
         const recovered = kind.reason !== 'retry';
         const lastAlive = state.handedOffAt ?? state.updatedAt ?? state.startedAt ?? pickedAt;
         const cancelled = await save(
-          onPickup(state, job.stalledCounter ?? 0, pickedAt, recovered),
+          onPickup(state, stalls, pickedAt, recovered),
           `attempt ${state.attempts + 1}: resuming prompt ${state.promptId} on ${state.comfyuiUrl} (${kind.reason})`,
         );
         if (cancelled) {
