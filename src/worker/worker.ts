@@ -13,6 +13,7 @@ import {
   createImageQueue,
   jobKey,
   retentionKeep,
+  type ImageQueue,
   type JobData,
   type JobProgress,
   type JobResult,
@@ -90,7 +91,9 @@ class ImageBullWorker extends Worker<JobData, JobResult, string, RedisQueueBacke
 
 /**
  * Wires a BullMQ Worker to the processor: ComfyUI clients, the cancel channel, lock-loss
- * handling and retention. Owns every connection it opens and closes them in reverse order.
+ * handling and BullMQ's age removal of finished jobs (the periodic retention clean is the
+ * API's, so an idle worker costs only a few Redis commands a minute). Owns every
+ * connection it opens and closes them in reverse order.
  */
 export async function startImageWorker(
   config: WorkerConfig,
@@ -119,8 +122,6 @@ export async function startImageWorker(
   commands.on('error', (err) => log.warn({ err: err.message }, 'redis (commands) error'));
   const subscriber = createRedis(settings, 'subscriber');
   subscriber.on('error', (err) => log.warn({ err: err.message }, 'redis (subscriber) error'));
-  const queue = createImageQueue(config, 'worker');
-  queue.on('error', (err) => log.warn({ err: err.message }, 'redis (queue) error'));
 
   const processor = createProcessor({
     settings: config,
@@ -184,11 +185,12 @@ export async function startImageWorker(
     if (worker.cancelJob(jobId, ABORT.cancel)) log.info({ jobId }, 'cancel requested');
   });
 
-  // the retention clean runs in the API (src/api/services.ts); workers rely on BullMQ's lazy
-  // removal, which keeps an idle worker at a few Redis commands a minute
-
   let metricsServer: Server | undefined;
+  let queue: ImageQueue | undefined;
   if (deps.metrics) {
+    // a Queue only for the queue-depth gauge (the processor needs none)
+    queue = createImageQueue(config, 'worker');
+    queue.on('error', (err) => log.warn({ err: err.message }, 'redis (queue) error'));
     registerQueueDepth(deps.metrics, [queue]);
     metricsServer = await serveMetrics(deps.metrics, config.metricsPort, log);
   }
@@ -226,7 +228,7 @@ export async function startImageWorker(
         await step('worker close', () => worker.close());
         metricsServer?.close();
         await step('comfyui clients close', () => pool.close());
-        await step('queue close', () => queue.close());
+        await step('queue close', async () => queue?.close());
         await step('subscriber quit', () => subscriber.quit());
         await step('commands quit', () => commands.quit());
         log.info('worker stopped');
