@@ -1,7 +1,14 @@
 import { Job } from 'bullmq';
 import type { JobData, JobResult } from '../src/queue';
 import { createLogger } from '../src/logger';
-import { IMAGE_JOB_NAME, JOB_DATA_VERSION, startRetentionCleaner } from '../src/queue';
+import IORedis from 'ioredis';
+import {
+  CANCEL_FIELD,
+  IMAGE_JOB_NAME,
+  JOB_DATA_VERSION,
+  jobKey,
+  startRetentionCleaner,
+} from '../src/queue';
 import { startSystem, type TestSystem } from './helpers/system';
 import { waitFor } from './helpers/wait';
 import { sleepWorkflow, tinyWorkflow } from './helpers/workflows';
@@ -142,6 +149,34 @@ test('ComfyUI restarts mid-job and loses the prompt: resubmitted once with the s
   expect(job.data.state.promptId).toBe(promptId);
   expect(job.data.state.resubmissions).toBe(1);
   expect(sys.sim.executions()[promptId]).toBe(2);
+});
+
+test('a cancel mark whose message was missed still stops a running job (its next write sees it)', async () => {
+  const id = await sys.enqueue(sleepWorkflow(4, 'life-missed-cancel'));
+  const promptId = await waitFor('the prompt to run', async () => {
+    const s = (await Job.fromId<JobData>(sys.queue, id))!.data.state;
+    return s.status === 'running' ? s.promptId : undefined;
+  });
+  // the durable mark only, as if the API died before publishing (or the worker's
+  // subscriber was reconnecting): no message reaches the worker
+  const redis = new IORedis(sys.redis.url);
+  try {
+    await redis.hset(jobKey(sys.config, id), CANCEL_FIELD, new Date().toISOString());
+  } finally {
+    redis.disconnect();
+  }
+  const job = await finished(id);
+  expect(await job.getState()).toBe('failed');
+  expect(job.data.state).toMatchObject({ status: 'cancelled', error: { code: 'cancelled' } });
+  // interrupted in ComfyUI (the interrupt lands asynchronously), not run to its end
+  const status = await waitFor('the interrupted prompt in the history', async () => {
+    const h = (await (await fetch(`${sys.sim.url}/history/${promptId}`)).json()) as Record<
+      string,
+      { status: { status_str: string } }
+    >;
+    return h[promptId!]?.status.status_str;
+  });
+  expect(status).toBe('error');
 });
 
 test('finished jobs are removed once RETENTION_MS has passed (the periodic clean, not only lazy removal)', async () => {

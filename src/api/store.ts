@@ -51,13 +51,17 @@ export type CancelResult =
 
 /**
  * Sets the durable cancel mark only on a job that exists and has not finished, atomically
- * (no stray hash for a job that retention just removed, one winner among concurrent cancels).
+ * (no stray hash for a job that retention just removed, one winner among concurrent cancels),
+ * and publishes the cancel to workers in the same step, so an API that dies right after the
+ * mark cannot leave a running job unaware of it. ARGV: field, value, channel, job id.
  * Returns 1 set, 0 already marked, -1 no such job, -2 finished.
  */
 const CANCEL_MARK_LUA = `
 if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
 if redis.call('HEXISTS', KEYS[1], 'finishedOn') == 1 then return -2 end
-return redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2])`;
+local set = redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2])
+if set == 1 then redis.call('PUBLISH', ARGV[3], ARGV[4]) end
+return set`;
 
 /**
  * A job's snapshot in one round trip (`snapshot()`): its hash, its BullMQ state and, for a
@@ -255,6 +259,8 @@ export function createJobStore(deps: JobStoreDeps) {
           jobKey(settings, id),
           CANCEL_FIELD,
           new Date(now()).toISOString(),
+          cancelChannel(settings),
+          id,
         )) as number;
         if (set === -1) return { outcome: 'not_found' };
         if (set !== 1) {
@@ -263,7 +269,6 @@ export function createJobStore(deps: JobStoreDeps) {
             ? { outcome: 'already_finished', status: publicStatus(after) }
             : { outcome: 'not_found' };
         }
-        await redis.publish(cancelChannel(settings), id);
         await hurry(id, before.bullState);
         return { outcome: 'cancelled' };
       });

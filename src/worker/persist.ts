@@ -17,7 +17,8 @@ import {
  * - persist: the job's data (JobState), optionally its progress, a Bull Board log line and
  *   its return value; answers whether a cancel was requested (so the pickup check costs
  *   nothing).
- * - progress: BullMQ's updateProgress (hash field + `progress` event), lock-checked.
+ * - progress: BullMQ's updateProgress (hash field + `progress` event), lock-checked; also
+ *   answers whether a cancel was requested.
  * Keys are the job hash, its `:logs` list, its `:lock` and the queue's events stream and
  * meta hash; all share the queue's hash tag (Redis Cluster safe).
  */
@@ -53,8 +54,10 @@ if redis.call("HEXISTS", KEYS[1], ARGV[5]) == 1 then return 1 end
 return 0
 `;
 
+/** ARGV: token, progress, job id, cancel field; answers whether a cancel was requested. */
 const PROGRESS_LUA = `${LOCK_CHECK}${WRITE_PROGRESS}
 writeProgress(ARGV[2], ARGV[3])
+if redis.call("HEXISTS", KEYS[1], ARGV[4]) == 1 then return 1 end
 return 0
 `;
 
@@ -92,7 +95,11 @@ export interface JobWriter {
     data: JobData,
     opts?: PersistOptions,
   ): Promise<{ cancelRequested: boolean }>;
-  progress(jobId: string, token: string | undefined, progress: JobProgress): Promise<void>;
+  progress(
+    jobId: string,
+    token: string | undefined,
+    progress: JobProgress,
+  ): Promise<{ cancelRequested: boolean }>;
 }
 
 export function createJobWriter(
@@ -127,10 +134,15 @@ export function createJobWriter(
       return { cancelRequested: r === 1 };
     },
     async progress(jobId, token, progress) {
-      check(
-        await client.comfyqProgress!(...keys(jobId), token ?? '', JSON.stringify(progress), jobId),
+      const r = await client.comfyqProgress!(
+        ...keys(jobId),
+        token ?? '',
+        JSON.stringify(progress),
         jobId,
+        CANCEL_FIELD,
       );
+      check(r, jobId);
+      return { cancelRequested: r === 1 };
     },
   };
 }

@@ -146,8 +146,17 @@ export function createProcessor(deps: ProcessorDeps) {
     token: string | undefined,
     maybeSignal?: AbortSignal,
   ): Promise<JobResult> {
-    // BullMQ passes a signal because this function declares three parameters
-    const signal = maybeSignal ?? new AbortController().signal;
+    // BullMQ passes a signal because this function declares three parameters (aborted by
+    // shutdown, a published cancel, a lost lock); a cancel mark that a write of ours reports
+    // aborts the same way, so a cancel whose message was missed still stops the job
+    const cancelMarked = new AbortController();
+    const signal = maybeSignal
+      ? AbortSignal.any([maybeSignal, cancelMarked.signal])
+      : cancelMarked.signal;
+    const onCancelMark = (requested: boolean) => {
+      if (requested && !cancelMarked.signal.aborted) cancelMarked.abort(ABORT.cancel);
+      return requested;
+    };
     // a child logger per job; it gains the prompt id once there is one
     let log = deps.log.child({ jobId: job.id, promptId: job.data?.state?.promptId });
     const jobId = job.id!;
@@ -207,7 +216,7 @@ export function createProcessor(deps: ProcessorDeps) {
         lastProgress = withProgress;
         lastProgressAt = now();
       }
-      return r.cancelRequested;
+      return onCancelMark(r.cancelRequested);
     };
     /**
      * Progress writes are coalesced: at most one per PROGRESS_INTERVAL_MS, and only when
@@ -224,7 +233,7 @@ export function createProcessor(deps: ProcessorDeps) {
       if (!force && now() - lastProgressAt < settings.progressIntervalMs) return;
       lastProgress = p;
       lastProgressAt = now();
-      await deps.writer.progress(jobId, token, p);
+      onCancelMark((await deps.writer.progress(jobId, token, p)).cancelRequested);
     };
 
     const fail = async (error: JobError): Promise<never> => {
