@@ -466,11 +466,7 @@ export async function redisCpuMs(redis: BenchRedis): Promise<number> {
 }
 
 export function killHard(child: ManagedChild): void {
-  try {
-    process.kill(child.pid, 'SIGKILL');
-  } catch {
-    // gone already
-  }
+  child.kill();
 }
 
 // ---------------------------------------------------------------- workflows

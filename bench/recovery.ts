@@ -1,6 +1,6 @@
 /**
  * Crash and redeploy recovery with real worker processes and default settings
- * (LOCK_DURATION_MS 15000, STALLED_INTERVAL_MS 10000):
+ * (LOCK_DURATION_MS 10000, STALLED_INTERVAL_MS 5000):
  *
  * - kill -9: two workers; the one holding a running job gets SIGKILL; the time until the
  *   other one takes the job (its `processedOn`), then the job must complete with exactly

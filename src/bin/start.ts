@@ -71,13 +71,14 @@ async function waitReady(url: string, api: ManagedChild): Promise<void> {
 }
 
 async function startAll(s: Supervisor, env: NodeJS.ProcessEnv): Promise<string[]> {
-  const apiPort = loadConfig({ PORT: env.PORT }).port;
+  const user = env.DASHBOARD_USER || 'admin';
+  const password = env.DASHBOARD_PASSWORD || randomBytes(12).toString('base64url');
+  // a bad variable fails here with a message naming it, before anything is started
+  const config = loadConfig({ ...env, DASHBOARD_USER: user, DASHBOARD_PASSWORD: password });
+  const apiPort = config.port;
   if (!(await isPortFree(apiPort))) {
     throw new StartError(`port ${apiPort} is already in use: stop what listens there or set PORT`);
   }
-  const generated = !env.DASHBOARD_USER && !env.DASHBOARD_PASSWORD;
-  const user = env.DASHBOARD_USER || 'admin';
-  const password = env.DASHBOARD_PASSWORD || randomBytes(12).toString('base64url');
   const base = { ...env, LOG_PRETTY: env.LOG_PRETTY ?? '1' };
   const dataDir = resolve(env.DATA_DIR?.trim() || '.data');
 
@@ -112,10 +113,8 @@ async function startAll(s: Supervisor, env: NodeJS.ProcessEnv): Promise<string[]
     DASHBOARD_PASSWORD: password,
   };
   const workerEnv = { ...shared, METRICS_PORT: env.METRICS_PORT ?? String(await freePort()) };
-  // a bad variable fails here with a message naming it, before any child reads it
-  loadConfig(apiEnv);
   // both bound their own shutdown by SHUTDOWN_TIMEOUT_MS; SIGKILL only after that, plus margin
-  const stopMs = loadConfig(workerEnv).shutdownTimeoutMs + 5_000;
+  const stopMs = config.shutdownTimeoutMs + 5_000;
   const api = spawnNode(s, 'api', 'src/bin/api', apiEnv, STAGE.app, stopMs);
   const worker = spawnNode(s, 'worker', 'workers/worker', workerEnv, STAGE.app, stopMs);
   const apiUrl = `http://127.0.0.1:${apiPort}`;
@@ -124,9 +123,10 @@ async function startAll(s: Supervisor, env: NodeJS.ProcessEnv): Promise<string[]
     withTimeout('the worker', worker.waitForLine(/worker ready/)),
   ]);
 
-  const credentials = generated
-    ? `user ${user}, password ${password}; generated: set DASHBOARD_USER/DASHBOARD_PASSWORD to choose`
-    : 'user and password from DASHBOARD_USER/DASHBOARD_PASSWORD';
+  // whatever was not given is generated, so it is printed (a secret given is never echoed)
+  const credentials = env.DASHBOARD_PASSWORD
+    ? `user ${user}, password from DASHBOARD_PASSWORD`
+    : `user ${user}, password ${password}; generated: set DASHBOARD_USER/DASHBOARD_PASSWORD to choose`;
   return [
     'comfyui-queue is ready',
     `  API        ${apiUrl}`,
@@ -178,6 +178,11 @@ async function main() {
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
+  // a closed terminal: stop in order as for Ctrl-C (else redis-server would outlive us), and
+  // do not die of EIO printing to the terminal that is gone
+  process.on('SIGHUP', onSignal);
+  process.stdout.on('error', () => undefined);
+  process.stderr.on('error', () => undefined);
 
   try {
     const summary = await startAll(supervisor, process.env);

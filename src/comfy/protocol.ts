@@ -2,8 +2,9 @@ import { z } from 'zod';
 import type { JobOutput } from '../job-state';
 
 /**
- * ComfyUI's response shapes (see docs/comfyui-api.md), parsed tolerantly: unknown keys are
- * kept or ignored, optional fields may be missing (older servers), numbers may be floats.
+ * ComfyUI's response shapes (see the shared comfyui-api.md beside this project), parsed
+ * tolerantly: unknown keys are kept or ignored, optional fields may be missing (older
+ * servers), numbers may be floats.
  */
 
 /** `[number, prompt_id, graph, extra_data, outputs_to_execute]` (newest servers keep 5 too). */

@@ -27,6 +27,8 @@ export interface ManagedChild {
   waitForLine(match: RegExp): Promise<string>;
   /** Sends `signal`, waits up to `timeoutMs`, then SIGKILLs. Safe to call twice. */
   stop(signal: NodeJS.Signals, timeoutMs: number): Promise<ChildExit>;
+  /** SIGKILL now (through the child handle: never a pid that was not ours). */
+  kill(): void;
   /** The last output lines, for error messages. */
   tail(): string;
 }
@@ -104,6 +106,9 @@ export function spawnChild(
           reject(new StartError(`${spec.name} stopped (${describeExit(e)}) before it was ready`)),
         );
       });
+    },
+    kill() {
+      proc.kill('SIGKILL');
     },
     stop(signal, timeoutMs) {
       stopping ??= (async () => {

@@ -26,14 +26,28 @@ export function findOnPath(bin: string, path = ''): string | undefined {
   return undefined;
 }
 
-/** A redis-server left running by an earlier `npm start` that was killed hard. */
+/**
+ * A redis-server left running by an earlier `npm start` that was killed hard. Where /proc
+ * exists (Linux) the pid must be a redis process; elsewhere (macOS) any live process with
+ * that pid counts: a false alarm only asks the user to check, while two servers on one
+ * data dir would damage it.
+ */
 function leftoverPid(pidFile: string): number | undefined {
   if (!existsSync(pidFile)) return undefined;
   const pid = Number(readFileSync(pidFile, 'utf8').trim());
+  if (!Number.isInteger(pid) || pid <= 0) return undefined;
+  if (existsSync('/proc')) {
+    try {
+      return readFileSync(`/proc/${pid}/comm`, 'utf8').includes('redis') ? pid : undefined;
+    } catch {
+      return undefined;
+    }
+  }
   try {
-    return readFileSync(`/proc/${pid}/comm`, 'utf8').includes('redis') ? pid : undefined;
-  } catch {
-    return undefined;
+    process.kill(pid, 0);
+    return pid;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM' ? pid : undefined;
   }
 }
 

@@ -76,11 +76,7 @@ export function createSupervisor({ print, say, onUnexpectedExit }: SupervisorOpt
       await Promise.all(
         entries.map(async ({ child }) => {
           if (!child.isRunning()) return;
-          try {
-            process.kill(child.pid, 'SIGKILL');
-          } catch {
-            // already gone
-          }
+          child.kill();
           await child.exited;
         }),
       );

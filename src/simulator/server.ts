@@ -1,6 +1,6 @@
 /**
  * The ComfyUI simulator: a real HTTP + WebSocket server that speaks ComfyUI 0.3.64's protocol
- * (see docs/comfyui-api.md and the recorded transcripts), runs a small node catalogue
+ * (see the shared comfyui-api.md and the recorded transcripts), runs a small node catalogue
  * (EmptyImage, ImageInvert, SaveImage, PreviewImage, TestSleep and an SDXL-style
  * checkpoint → CLIP → KSampler → VAEDecode chain) and can be restarted, paused and told to
  * fail, for crash and fault tests.
