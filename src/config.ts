@@ -37,6 +37,19 @@ const nonNegativeInt = (name: string, def: number) =>
       return n;
     });
 
+/** 1/true or 0/false; unset or empty is the default; anything else is a clear error. */
+const flag = (name: string, def: boolean) =>
+  z
+    .string()
+    .optional()
+    .transform((v, ctx) => {
+      if (v === undefined || v.trim() === '') return def;
+      if (v === '1' || v === 'true') return true;
+      if (v === '0' || v === 'false') return false;
+      ctx.addIssue({ code: 'custom', message: `${name} must be 0 or 1, got "${v}"` });
+      return z.NEVER;
+    });
+
 const optionalString = z
   .string()
   .optional()
@@ -112,15 +125,7 @@ const schema = z.object({
       return n as 0 | 4 | 6;
     }),
   /** `1`: REDIS_URL is a seed node of a Redis Cluster (see src/redis.ts) */
-  REDIS_CLUSTER: z
-    .string()
-    .optional()
-    .transform((v, ctx) => {
-      if (v === undefined || v.trim() === '' || v === '0' || v === 'false') return false;
-      if (v === '1' || v === 'true') return true;
-      ctx.addIssue({ code: 'custom', message: `REDIS_CLUSTER must be 0 or 1, got "${v}"` });
-      return z.NEVER;
-    }),
+  REDIS_CLUSTER: flag('REDIS_CLUSTER', false),
   COMFYUI_URL: urlList('COMFYUI_URL', 'http://127.0.0.1:8188'),
   PORT: positiveInt('PORT', 3000),
   METRICS_PORT: nonNegativeInt('METRICS_PORT', 9464),
@@ -146,10 +151,7 @@ const schema = z.object({
   POLL_INTERVAL_MS: positiveInt('POLL_INTERVAL_MS', 1000),
   PROGRESS_INTERVAL_MS: positiveInt('PROGRESS_INTERVAL_MS', 500),
   PROGRESS_STEP_PERCENT: positiveInt('PROGRESS_STEP_PERCENT', 20),
-  COMFYUI_WEBSOCKET: z
-    .string()
-    .optional()
-    .transform((v) => !(v === '0' || v === 'false')),
+  COMFYUI_WEBSOCKET: flag('COMFYUI_WEBSOCKET', true),
   RECOVERY_CUTOFF_MS: positiveInt('RECOVERY_CUTOFF_MS', 600_000),
   RETENTION_MS: positiveInt('RETENTION_MS', 7_200_000),
   CLEAN_INTERVAL_MS: positiveInt('CLEAN_INTERVAL_MS', 60_000),
@@ -165,20 +167,14 @@ const schema = z.object({
   RETRY_BACKOFF_MS: positiveInt('RETRY_BACKOFF_MS', 2_000),
   SHUTDOWN_TIMEOUT_MS: positiveInt('SHUTDOWN_TIMEOUT_MS', 20_000),
   WEBHOOK_SECRET: optionalString,
-  WEBHOOK_ALLOW_PRIVATE: z
-    .string()
-    .optional()
-    .transform((v) => v === '1' || v === 'true'),
+  WEBHOOK_ALLOW_PRIVATE: flag('WEBHOOK_ALLOW_PRIVATE', false),
   POSTHOG_API_KEY: optionalString,
   POSTHOG_HOST: optionalString,
   LOG_LEVEL: z
     .enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'])
     .optional()
     .transform((v) => v ?? 'info'),
-  LOG_PRETTY: z
-    .string()
-    .optional()
-    .transform((v) => v === '1' || v === 'true'),
+  LOG_PRETTY: flag('LOG_PRETTY', false),
   WORKER_NAME: optionalString,
   NODE_ENV: optionalString,
   /** Test-only fault injection: exit the process at a named crash window (see processor). */

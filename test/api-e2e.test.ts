@@ -5,6 +5,7 @@ import { startApiHarness, type ApiHarness } from './helpers/api-harness';
 import { openSse } from './helpers/api-sse';
 import { startTestWorker } from './helpers/api-worker';
 import { waitFor } from './helpers/wait';
+import { sleepWorkflow, tinyWorkflow } from './helpers/workflows';
 
 /**
  * End to end over real HTTP: API → Redis → in-process worker → ComfyUI simulator, with
@@ -13,20 +14,6 @@ import { waitFor } from './helpers/wait';
 
 type Sim = Awaited<ReturnType<typeof createSimulator>>;
 const PNG_MAGIC = [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a];
-
-const saveImage = (prefix: string) => ({
-  '1': {
-    class_type: 'EmptyImage',
-    inputs: { width: 64, height: 48, batch_size: 1, color: 0xff0000 },
-  },
-  '2': { class_type: 'ImageInvert', inputs: { image: ['1', 0] } },
-  '3': { class_type: 'SaveImage', inputs: { images: ['2', 0], filename_prefix: prefix } },
-});
-const sleeping = (seconds: number, prefix: string) => ({
-  '1': { class_type: 'EmptyImage', inputs: { width: 32, height: 32, batch_size: 1, color: 255 } },
-  '2': { class_type: 'TestSleep', inputs: { value: ['1', 0], seconds } },
-  '3': { class_type: 'SaveImage', inputs: { images: ['2', 0], filename_prefix: prefix } },
-});
 
 describe('API end to end', () => {
   let h: ApiHarness;
@@ -66,7 +53,7 @@ describe('API end to end', () => {
     };
 
   it('a queued job cancelled before any worker runs ends cancelled and never reaches ComfyUI', async () => {
-    const id = await post({ workflow: saveImage('never') });
+    const id = await post({ workflow: tinyWorkflow('never') });
     const res = await del(id);
     expect(res.status).toBe(202);
     expect(await res.json()).toEqual({ id, status: 'cancelled' });
@@ -85,7 +72,7 @@ describe('API end to end', () => {
 
   it('HTTP → worker → simulator → completed, seen over SSE; the PNG comes through the API', async () => {
     await ensureWorker();
-    const id = await post({ workflow: sleeping(1, 'e2e'), metadata: { test: 'e2e' } });
+    const id = await post({ workflow: sleepWorkflow(1, 'e2e'), metadata: { test: 'e2e' } });
     const sse = await openSse(`${base}/v1/jobs/${id}/events`);
     const events = await sse.done; // the server ends the stream at the terminal state
 
@@ -142,7 +129,7 @@ describe('API end to end', () => {
 
   it('SSE of a finished job answers its terminal event at once', async () => {
     await ensureWorker();
-    const id = await post({ workflow: saveImage('fast') });
+    const id = await post({ workflow: tinyWorkflow('fast') });
     await waitFor('completion', async () =>
       (await view(id)).status === 'completed' ? true : undefined,
     );
@@ -158,7 +145,7 @@ describe('API end to end', () => {
 
   it('cancel of a running job: its prompt leaves ComfyUI and it ends cancelled', async () => {
     await ensureWorker();
-    const id = await post({ workflow: sleeping(5, 'cancel-me') });
+    const id = await post({ workflow: sleepWorkflow(5, 'cancel-me') });
     const running = await waitFor('the job to run in ComfyUI', async () => {
       const v = await view(id);
       return v.status === 'running' ? v : undefined;

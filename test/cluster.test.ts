@@ -16,14 +16,8 @@ import { startRedisCluster, type RedisCluster } from './helpers/cluster';
 import type { RedisServer } from './helpers/redis-server';
 import { FAST_ENV } from './helpers/system';
 import { waitFor } from './helpers/wait';
-import { spawnWorker, type WorkerProcess } from './helpers/worker-process';
+import { alive, killAll, spawnWorker, type WorkerProcess } from './helpers/worker-process';
 import { sleepWorkflow, tinyWorkflow } from './helpers/workflows';
-
-/**
- * The image worker's own ready line. `WorkerProcess.ready` waits for any line containing
- * "worker ready", which "webhook worker ready" (logged first) already satisfies.
- */
-const IMAGE_WORKER_READY = '"msg":"worker ready"';
 
 /**
  * The system on a real 3-master Redis Cluster (REDIS_CLUSTER=1): the API (wired as
@@ -101,12 +95,7 @@ describe('on a real Redis Cluster', () => {
   }, 60_000);
 
   afterAll(async () => {
-    await Promise.all(
-      procs.map(async (p) => {
-        if (p.proc.exitCode === null && p.proc.signalCode === null) p.proc.kill('SIGKILL');
-        await p.exited;
-      }),
-    );
+    await killAll(procs);
     if (server) {
       const closed = once(server, 'close');
       server.close();
@@ -127,7 +116,6 @@ describe('on a real Redis Cluster', () => {
     w.ready.catch(() => undefined); // a worker killed by a test before it was ready
     return w;
   }
-  const alive = (w: WorkerProcess) => w.proc.exitCode === null && w.proc.signalCode === null;
 
   const post = async (workflow: unknown) => {
     const res = await fetch(`${base}/v1/jobs`, {
@@ -172,7 +160,7 @@ describe('on a real Redis Cluster', () => {
   it('submit → a worker process completes it with outputs; the keys live on the slot owner only', async () => {
     const a = worker('cluster-a');
     const b = worker('cluster-b');
-    await Promise.all([a, b].map((w) => w.waitForLog(IMAGE_WORKER_READY)));
+    await Promise.all([a.ready, b.ready]);
     expect(a.output()).toContain('Redis Cluster seed node');
     const id = await post(tinyWorkflow('cluster-tiny'));
     const done = await settled(id);
@@ -238,7 +226,7 @@ describe('on a real Redis Cluster', () => {
   it('kill -9 mid-job: a second worker resumes the same prompt after the stall; one execution', async () => {
     worker('cluster-c');
     const live = procs.filter(alive);
-    await Promise.all(live.map((w) => w.waitForLog(IMAGE_WORKER_READY)));
+    await Promise.all(live.map((w) => w.ready));
     const id = await post(sleepWorkflow(2, 'cluster-kill'));
     const promptId = await executing(id);
     const holderName = (await job(id)).processedBy!;

@@ -13,12 +13,6 @@ import { spawnWorker } from './helpers/worker-process';
 import { tinyWorkflow } from './helpers/workflows';
 
 /**
- * The image worker's own ready line. `WorkerProcess.ready` waits for any line containing
- * "worker ready", which "webhook worker ready" (logged first) already satisfies.
- */
-const IMAGE_WORKER_READY = '"msg":"worker ready"';
-
-/**
  * Redis memory pressure. With `maxmemory` reached and `noeviction` (the only policy BullMQ
  * tolerates), Redis refuses writes with `OOM command not allowed…`: the API must answer a
  * clear 503 at once (not hang, not 500) and recover by itself when space returns. And a
@@ -120,8 +114,9 @@ describe('Redis at maxmemory (noeviction)', () => {
   it('full: POST /v1/jobs answers at once (never hangs), and recovers when space returns', async () => {
     const fillers = await fill();
     const { res, ms } = await post();
-    // 503: store.ts maps Redis's OOM reply to queue_unavailable
-    expect([500, 503]).toContain(res.status);
+    // store.ts maps Redis's OOM reply to 503 queue_unavailable (see the test above)
+    expect(res.status).toBe(503);
+    expect(res.body.error.code).toBe('queue_unavailable');
     expect(ms).toBeLessThan(2_000);
     expect((await request(app).get('/healthz')).status).toBe(200);
 
@@ -199,7 +194,7 @@ describe('an eviction policy other than noeviction', () => {
       METRICS_PORT: '0',
       LOG_LEVEL: 'info',
     });
-    await w.waitForLog(IMAGE_WORKER_READY);
+    await w.ready;
     w.proc.kill('SIGTERM');
     await w.exited;
     workerOutput = w.output();

@@ -4,7 +4,7 @@ import { Job } from 'bullmq';
 import type { JobData, JobResult } from '../src/queue';
 import { startSystem, type TestSystem } from './helpers/system';
 import { waitFor } from './helpers/wait';
-import { spawnWorker, type WorkerProcess } from './helpers/worker-process';
+import { killAll, spawnWorker, type WorkerProcess } from './helpers/worker-process';
 import { sleepWorkflow } from './helpers/workflows';
 
 /**
@@ -74,10 +74,7 @@ beforeAll(async () => {
   proxy = await partitionableProxy(sys.redis.port);
 });
 afterAll(async () => {
-  for (const p of procs) {
-    if (p.proc.exitCode === null && p.proc.signalCode === null) p.proc.kill('SIGKILL');
-    await p.exited;
-  }
+  await killAll(procs);
   await proxy?.close();
   await sys?.close();
 });
@@ -99,7 +96,7 @@ afterAll(async () => {
 test('a partitioned worker’s late write does not roll back a finished job', async () => {
   const a = spawnWorker({ ...sys.env, REDIS_URL: proxy.url, WORKER_NAME: 'partitioned' });
   procs.push(a);
-  await a.waitForLog('"msg":"worker ready"');
+  await a.ready;
   // keep ComfyUI busy so the job's prompt waits, then runs while its first worker is cut off
   await fetch(`${sys.sim.url}/prompt`, {
     method: 'POST',

@@ -16,14 +16,8 @@ import {
 } from '../src/queue';
 import { startSystem, type TestSystem } from './helpers/system';
 import { waitFor } from './helpers/wait';
-import { spawnWorker, type WorkerProcess } from './helpers/worker-process';
+import { killAll, spawnWorker, type WorkerProcess } from './helpers/worker-process';
 import { tinyWorkflow } from './helpers/workflows';
-
-/**
- * The image worker's own ready line. `WorkerProcess.ready` waits for any line containing
- * "worker ready", which "webhook worker ready" (logged first) already satisfies.
- */
-const IMAGE_WORKER_READY = '"msg":"worker ready"';
 
 /**
  * Poison and edge jobs against ONE real worker process: data BullMQ cannot parse, data that
@@ -128,7 +122,7 @@ describe('poison jobs against one worker process', () => {
     comfy = await faultyComfy(sys.sim.port);
     redis = new IORedis(sys.redis.url);
     worker = spawnWorker({ ...sys.env, COMFYUI_URL: comfy.url, WORKER_NAME: WORKER });
-    await worker.waitForLog(IMAGE_WORKER_READY);
+    await worker.ready;
   });
   afterAll(async () => {
     if (worker && worker.proc.exitCode === null) worker.proc.kill('SIGKILL');
@@ -244,9 +238,6 @@ describe('poison jobs against one worker process', () => {
     expect(worker.proc.exitCode).toBeNull();
     expect(failed.attemptsMade).toBe(1);
     expect(failed.failedReason).toMatch(/^workflow_invalid: /);
-  });
-
-  it('(the malformed 400 does not crash-loop the worker)', async () => {
     await sameWorkerCompletesANormalJob();
   });
 
@@ -278,9 +269,6 @@ describe('poison jobs against one worker process', () => {
     );
     expect(failed.attemptsMade).toBe(1);
     expect(failed.failedReason).toMatch(/^invalid_job_data: /);
-  });
-
-  it('(the bad comfyuiUrl does not crash-loop the worker)', async () => {
     await sameWorkerCompletesANormalJob();
   });
 
@@ -310,9 +298,6 @@ describe('poison jobs against one worker process', () => {
       console.log(`data "not json": after 6 s the job is ${state}, stalled ${stalls ?? 0} times`);
       await removeRaw(id);
     }
-  });
-
-  it('(the unparseable job does not crash-loop the worker)', async () => {
     await sameWorkerCompletesANormalJob();
   });
 
@@ -333,16 +318,11 @@ describe('poison jobs against one worker process', () => {
 describe('a job stalled past MAX_STALLED_COUNT', () => {
   let sys: TestSystem;
   const procs: WorkerProcess[] = [];
-  /** what the first test saw right after the failure, for the test below */
-  const afterFailure: { promptLive?: boolean; status?: string } = {};
   beforeAll(async () => {
     sys = await startSystem({ MAX_STALLED_COUNT: '1' });
   });
   afterAll(async () => {
-    for (const p of procs) {
-      if (p.proc.exitCode === null && p.proc.signalCode === null) p.proc.kill('SIGKILL');
-      await p.exited;
-    }
+    await killAll(procs);
     await sys?.close();
   });
 
@@ -354,7 +334,20 @@ describe('a job stalled past MAX_STALLED_COUNT', () => {
     return [...q.queue_running, ...q.queue_pending].map((e) => String(e[1]));
   };
 
-  it('fails with the `stalled` reason; the worker that fails it then completes a normal job', async () => {
+  /*
+   * Fixed (regression test). Was: (src/worker/worker.ts / processor.ts): BullMQ fails a job stalled past
+   * MAX_STALLED_COUNT before our processor runs, so nothing removes its prompt from ComfyUI
+   * (it keeps running or waiting there for a job that is already `failed`, unlike
+   * recovery_cutoff, timeout and cancelled, which remove it) and its JobState still says
+   * `submitted`/`running`. Fix (preferred): let the processor own this failure: give
+   * BullMQ `maxStalledCount: MAX_STALLED_COUNT + 1` as a safety net, and at pickup, when
+   * `job.stalledCounter > MAX_STALLED_COUNT`, `removePrompt()` then `fail({ code: 'stalled',
+   * message: 'the job's worker died N times…' })`. Or: in startImageWorker,
+   * `worker.on('failed')` with /stalled more than allowable limit/ and
+   * hasLivePrompt(job.data.state) → `pool.client(url).cancel(promptId)` and save
+   * `onFailed(state, { code: 'stalled', … })`.
+   */
+  it('fails with the `stalled` reason, its prompt removed from ComfyUI and its JobState failed; the worker that fails it then completes a normal job', async () => {
     // TestSleep 120 s: the prompt is still running in ComfyUI when the job fails
     const id = await sys.enqueue({
       '1': { class_type: 'EmptyImage', inputs: { width: 8, height: 8, batch_size: 1, color: 7 } },
@@ -375,7 +368,7 @@ describe('a job stalled past MAX_STALLED_COUNT', () => {
     }
     const survivor = spawnWorker({ ...sys.env, WORKER_NAME: 'survivor' });
     procs.push(survivor);
-    await survivor.waitForLog(IMAGE_WORKER_READY);
+    await survivor.ready;
     const failed = await waitFor(
       'the job to fail',
       async () =>
@@ -391,7 +384,7 @@ describe('a job stalled past MAX_STALLED_COUNT', () => {
     expect(sys.sim.executions()[promptId]).toBe(1);
 
     // a fixed worker removes the prompt right after the failure: give it 3 s
-    afterFailure.promptLive = await waitFor(
+    const promptLive = await waitFor(
       'the prompt to leave ComfyUI',
       async () => !(await livePrompts()).includes(promptId),
       { timeoutMs: 3_000 },
@@ -399,14 +392,19 @@ describe('a job stalled past MAX_STALLED_COUNT', () => {
       () => false,
       () => true,
     );
-    afterFailure.status = ((await sys.queue.getJob(id))!.data as JobData).state.status;
-    if (afterFailure.promptLive) {
+    const status = ((await sys.queue.getJob(id))!.data as JobData).state.status;
+    console.log(
+      `stalled job: prompt still live in ComfyUI: ${promptLive}; JobState status: ${status}`,
+    );
+    if (promptLive) {
       // a regression would leave it behind: it would hold the only ComfyUI for 120 s
       await fetch(`${sys.sim.url}/interrupt`, {
         method: 'POST',
         body: JSON.stringify({ prompt_id: promptId }),
       });
     }
+    expect(promptLive).toBe(false);
+    expect(status).toBe('failed');
 
     const normal = await sys.enqueue(tinyWorkflow('after-stall'));
     await waitFor('the normal job to complete', async () =>
@@ -415,25 +413,4 @@ describe('a job stalled past MAX_STALLED_COUNT', () => {
     expect((await sys.queue.getJob(normal))!.processedBy).toBe('survivor');
     expect(survivor.proc.exitCode).toBeNull();
   }, 60_000);
-
-  /*
-   * Fixed (regression test). Was: (src/worker/worker.ts / processor.ts): BullMQ fails a job stalled past
-   * MAX_STALLED_COUNT before our processor runs, so nothing removes its prompt from ComfyUI
-   * (it keeps running or waiting there for a job that is already `failed`, unlike
-   * recovery_cutoff, timeout and cancelled, which remove it) and its JobState still says
-   * `submitted`/`running`. Fix (preferred): let the processor own this failure: give
-   * BullMQ `maxStalledCount: MAX_STALLED_COUNT + 1` as a safety net, and at pickup, when
-   * `job.stalledCounter > MAX_STALLED_COUNT`, `removePrompt()` then `fail({ code: 'stalled',
-   * message: 'the job's worker died N times…' })`. Or: in startImageWorker,
-   * `worker.on('failed')` with /stalled more than allowable limit/ and
-   * hasLivePrompt(job.data.state) → `pool.client(url).cancel(promptId)` and save
-   * `onFailed(state, { code: 'stalled', … })`.
-   */
-  test('…and its prompt is removed from ComfyUI, its JobState says failed', () => {
-    console.log(
-      `stalled job: prompt still live in ComfyUI: ${afterFailure.promptLive}; JobState status: ${afterFailure.status}`,
-    );
-    expect(afterFailure.promptLive).toBe(false);
-    expect(afterFailure.status).toBe('failed');
-  });
 });

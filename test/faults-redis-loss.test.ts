@@ -4,7 +4,7 @@ import { jobKey, type JobData, type JobResult } from '../src/queue';
 import { createSimulator } from '../src/simulator/server';
 import { startSystem, type TestSystem } from './helpers/system';
 import { waitFor } from './helpers/wait';
-import { spawnWorker, type WorkerProcess } from './helpers/worker-process';
+import { killAll, spawnWorker, type WorkerProcess } from './helpers/worker-process';
 import { sleepWorkflow } from './helpers/workflows';
 
 /**
@@ -28,10 +28,7 @@ beforeAll(async () => {
   redis = new IORedis(sys.redis.url);
 });
 afterAll(async () => {
-  for (const p of procs) {
-    if (p.proc.exitCode === null && p.proc.signalCode === null) p.proc.kill('SIGKILL');
-    await p.exited;
-  }
+  await killAll(procs);
   redis?.disconnect();
   await sys?.close();
 });

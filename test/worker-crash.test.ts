@@ -2,7 +2,7 @@ import { Job } from 'bullmq';
 import type { JobData, JobResult } from '../src/queue';
 import { startSystem, type TestSystem } from './helpers/system';
 import { waitFor } from './helpers/wait';
-import { spawnWorker, type WorkerProcess } from './helpers/worker-process';
+import { killAll, spawnWorker, type WorkerProcess } from './helpers/worker-process';
 import { sleepWorkflow, tinyWorkflow } from './helpers/workflows';
 
 /**
@@ -16,10 +16,7 @@ beforeAll(async () => {
   sys = await startSystem();
 });
 afterEach(async () => {
-  for (const p of procs.splice(0)) {
-    if (p.proc.exitCode === null && p.proc.signalCode === null) p.proc.kill('SIGKILL');
-    await p.exited;
-  }
+  await killAll(procs);
 });
 afterAll(async () => {
   await sys?.close();

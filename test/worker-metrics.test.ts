@@ -77,13 +77,21 @@ test('the worker serves its registry over HTTP on METRICS_PORT', async () => {
   const server = (await serveMetrics(metrics, 0, createLogger({ logLevel: 'silent' })))!;
   try {
     const port = (server.address() as { port: number }).port;
-    const m = await scrape(port);
-    expect(
-      m.has('comfyui_jobs_completed_total') ||
-        [...m.keys()].some((k) => k.startsWith('comfyui_queue_')),
-    ).toBe(true);
+    // this registry's own series: a fresh one reads 0, the process defaults are there
+    let m = await scrape(port);
+    expect(m.get('comfyui_job_resubmissions_total')).toBe(0);
+    expect(m.get('comfyui_job_wait_seconds_count')).toBe(0);
+    expect(m.get('comfyui_queue_process_start_time_seconds')).toBeGreaterThan(0);
+    // …read at each scrape: what the worker counts is what is served
+    metrics.resubmissions.inc();
+    metrics.jobsCompleted.inc({ job_type: 'scraped' });
+    m = await scrape(port);
+    expect(m.get('comfyui_job_resubmissions_total')).toBe(1);
+    expect(m.get('comfyui_jobs_completed_total{job_type="scraped"}')).toBe(1);
     expect((await fetch(`http://127.0.0.1:${port}/other`)).status).toBe(404);
   } finally {
-    server.close();
+    await new Promise<void>((resolve, reject) =>
+      server.close((err) => (err ? reject(err) : resolve())),
+    );
   }
 });

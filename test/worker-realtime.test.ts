@@ -60,7 +60,6 @@ test('with the WebSocket off, jobs still complete by polling', async () => {
   const w = await sys.startWorker({
     COMFYUI_WEBSOCKET: '0',
     POLL_INTERVAL_MS: '100',
-    QUEUE_NAME: `${sys.config.queueName}`,
   });
   const id = await sys.enqueue(sleepWorkflow(0.3, 'rt-polling'));
   const job = (await Job.fromId<JobData, JobResult>(sys.queue, id))!;

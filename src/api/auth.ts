@@ -23,14 +23,12 @@ export function matchesAny(candidate: string, secrets: readonly string[]): boole
 
 export interface BearerAuthOptions {
   apiKeys: readonly string[];
-  /** paths under the mount that need no key (e.g. the OpenAPI document) */
-  publicPaths?: readonly string[];
 }
 
 export function bearerAuth(opts: BearerAuthOptions): RequestHandler {
-  const { apiKeys, publicPaths = [] } = opts;
+  const { apiKeys } = opts;
   return (req, _res, next) => {
-    if (apiKeys.length === 0 || publicPaths.includes(req.path)) return next();
+    if (apiKeys.length === 0) return next();
     const header = req.headers.authorization ?? '';
     const m = /^Bearer +([^\s]+) *$/i.exec(header);
     if (m && matchesAny(m[1], apiKeys)) return next();

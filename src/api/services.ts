@@ -71,7 +71,7 @@ function throttled(log: Logger, what: string, everyMs = 10_000) {
 export async function createApiServices(config: ApiConfig, log: Logger): Promise<ApiServices> {
   const settings = { ...config, connectionName: `api-${process.pid}` };
   const closers: Array<[string, () => Promise<unknown> | void]> = [];
-  const queue = createImageQueue(config, 'producer');
+  const queue = createImageQueue(settings, 'producer');
   queue.on('error', throttled(log, 'queue'));
   closers.unshift([
     'queue',

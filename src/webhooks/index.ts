@@ -21,14 +21,13 @@ import {
 import { createSigner, validateWebhookSecret } from './signing';
 import type { LookupAll } from './url-policy';
 
-export { checkWebhookUrl } from './url-policy';
-export { createWebhookQueue, webhookQueueName, type WebhookEvent } from './queue';
-export { validateWebhookSecret } from './signing';
+export type { WebhookEvent } from './queue';
 
 export type WebhookConfig = Pick<
   Config,
   | 'redisUrl'
   | 'redisFamily'
+  | 'redisCluster'
   | 'queueName'
   | 'queuePrefix'
   | 'retentionMs'
@@ -91,8 +90,6 @@ export function createNotifyFinished(
     },
   };
 }
-
-export type NotifyFinished = ReturnType<typeof createNotifyFinished>;
 
 /**
  * Starts the delivery worker of the webhooks queue. Throws a ConfigError at boot for a bad

@@ -78,7 +78,13 @@ export function deliveryJobId(imageJobId: string): string {
 
 export type WebhookQueueSettings = Pick<
   QueueSettings,
-  'redisUrl' | 'redisFamily' | 'connectionName' | 'queueName' | 'queuePrefix' | 'retentionMs'
+  | 'redisUrl'
+  | 'redisFamily'
+  | 'redisCluster'
+  | 'connectionName'
+  | 'queueName'
+  | 'queuePrefix'
+  | 'retentionMs'
 >;
 
 export function deliveryJobOptions(

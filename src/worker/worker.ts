@@ -189,7 +189,7 @@ export async function startImageWorker(
   let queue: ImageQueue | undefined;
   if (deps.metrics) {
     // a Queue only for the queue-depth gauge (the processor needs none)
-    queue = createImageQueue(config, 'worker');
+    queue = createImageQueue(settings, 'worker');
     queue.on('error', (err) => log.warn({ err: err.message }, 'redis (queue) error'));
     registerQueueDepth(deps.metrics, [queue]);
     metricsServer = await serveMetrics(deps.metrics, config.metricsPort, log);

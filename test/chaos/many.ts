@@ -10,12 +10,6 @@ import { spawnWorker, type WorkerProcess } from '../helpers/worker-process';
 import { uncachedSleepWorkflow } from './workflows';
 
 /**
- * The image worker's own ready line. `WorkerProcess.ready` waits for any line containing
- * "worker ready", which "webhook worker ready" (logged first) already satisfies.
- */
-const IMAGE_WORKER_READY = '"msg":"worker ready"';
-
-/**
  * Many jobs in flight at once on ONE worker process: `jobs` long jobs across `instances`
  * ComfyUI simulators with WORKER_CONCURRENCY = jobs / instances, so every job is taken at
  * once and sits in a ComfyUI queue while the simulators (one prompt at a time each) work
@@ -137,7 +131,7 @@ export async function runMany(options: ManyOptions = {}): Promise<ManyReport> {
       if (worker!.proc.exitCode === null) worker!.proc.kill('SIGTERM');
       await worker!.exited;
     });
-    await worker.waitForLog(IMAGE_WORKER_READY);
+    await worker.ready;
     report.rssMb.start = rssMbOf(worker.proc.pid);
     log(
       `[many] worker ready (RSS ${report.rssMb.start.toFixed(0)} MB): ${jobs} jobs of ${sleepSeconds} s on ${instances} instances, concurrency ${concurrency}/instance`,

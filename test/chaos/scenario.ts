@@ -16,12 +16,6 @@ import { spawnWorker, type WorkerProcess } from '../helpers/worker-process';
 import { uncachedSleepWorkflow } from './workflows';
 
 /**
- * The image worker's own ready line. `WorkerProcess.ready` waits for any line containing
- * "worker ready", which "webhook worker ready" (logged first) already satisfies.
- */
-export const IMAGE_WORKER_READY = '"msg":"worker ready"';
-
-/**
  * The chaos scenario shared by `test/chaos.test.ts` (bounded) and `npm run chaos` (longer):
  * real worker processes SIGKILLed at random and restarted, one redis-server (AOF,
  * appendfsync everysec) SIGKILLed and restarted on its data dir, one ComfyUI simulator
@@ -290,7 +284,7 @@ export async function runChaos(options: ChaosOptions = {}): Promise<ChaosReport>
       );
     });
     for (let i = 0; i < o.workers; i++) spawn(i);
-    await Promise.all(slots.map((w) => w.waitForLog(IMAGE_WORKER_READY)));
+    await Promise.all(slots.map((w) => w.ready));
     log('workers ready');
 
     const stop = new AbortController();

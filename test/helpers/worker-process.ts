@@ -6,7 +6,10 @@ const ROOT = join(__dirname, '..', '..');
 
 export interface WorkerProcess {
   proc: ChildProcess;
-  /** resolves when the worker logged "worker ready" */
+  /**
+   * resolves when the worker logged "worker ready" (the image worker, once it takes jobs: the
+   * only line containing that text); rejects if the process exits first
+   */
   ready: Promise<void>;
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
   output(): string;
@@ -56,4 +59,16 @@ export function spawnWorker(env: Record<string, string>): WorkerProcess {
       );
     });
   return { proc, ready: waitForLog('worker ready'), exited, output: () => out, waitForLog };
+}
+
+/** whether the process has neither exited nor been killed by a signal */
+export function alive(w: WorkerProcess): boolean {
+  return w.proc.exitCode === null && w.proc.signalCode === null;
+}
+
+/** Empties `ws`, SIGKILLs each worker still alive and waits until every one has exited. */
+export async function killAll(ws: WorkerProcess[]): Promise<void> {
+  const all = ws.splice(0);
+  for (const w of all) if (alive(w)) w.proc.kill('SIGKILL');
+  await Promise.all(all.map((w) => w.exited));
 }

@@ -37,6 +37,9 @@ describe('loadConfig', () => {
     ['REDIS_FAMILY', '5', 'REDIS_FAMILY must be 0, 4 or 6'],
     ['LOG_LEVEL', 'loud', 'LOG_LEVEL'],
     ['QUEUE_NAME', 'a:b', 'QUEUE_NAME must not contain'],
+    ['COMFYUI_WEBSOCKET', 'off', 'COMFYUI_WEBSOCKET must be 0 or 1'],
+    ['WEBHOOK_ALLOW_PRIVATE', 'yes', 'WEBHOOK_ALLOW_PRIVATE must be 0 or 1'],
+    ['REDIS_CLUSTER', 'on', 'REDIS_CLUSTER must be 0 or 1'],
   ])('%s=%s is refused with a message naming it', (name, value, message) => {
     expect(() => loadConfig({ [name]: value })).toThrow(ConfigError);
     expect(() => loadConfig({ [name]: value })).toThrow(message);
