@@ -6,6 +6,7 @@ import { mkdirSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { PyError, pyInt } from './py';
+import { commonpath, normpath, split } from './pypath';
 import { nodeTraceback } from './traceback';
 
 export interface SimFolders {
@@ -39,29 +40,6 @@ export function createFolders(outputDir?: string): SimFolders {
     },
     dispose: () => rmSync(base, { recursive: true, force: true }),
   };
-}
-
-/** posixpath.normpath (minus the `//` special case). */
-function normpath(p: string): string {
-  const n = path.posix.normalize(p);
-  return n.length > 1 && n.endsWith('/') ? n.replace(/\/+$/, '') : n;
-}
-
-/** posixpath.split: (dirname, basename) with Python's rules (`dirname('a')` is `''`). */
-function split(p: string): [string, string] {
-  const i = p.lastIndexOf('/') + 1;
-  let head = p.slice(0, i);
-  if (head && head !== '/'.repeat(head.length)) head = head.replace(/\/+$/, '');
-  return [head, p.slice(i)];
-}
-
-/** os.path.commonpath for two absolute paths. */
-function commonpath(a: string, b: string): string {
-  const pa = a.split('/').filter(Boolean);
-  const pb = b.split('/').filter(Boolean);
-  let i = 0;
-  while (i < pa.length && i < pb.length && pa[i] === pb[i]) i++;
-  return `/${pa.slice(0, i).join('/')}`;
 }
 
 const pad2 = (n: number) => String(n).padStart(2, '0');

@@ -15,6 +15,7 @@ import type { ComfyInstance, SimLogger } from './instance';
 import { orderedObject, parseJson, stringify, type Json } from './json';
 import { PyError } from './py';
 import { SERVER_FEATURES } from './sockets';
+import { uploadImage } from './upload';
 
 export interface HttpContext {
   instance(): ComfyInstance;
@@ -31,6 +32,8 @@ export interface HttpContext {
 interface Request {
   url: URL;
   param: string;
+  contentType: string | undefined;
+  raw(): Promise<Buffer>;
   body(): Promise<Json>;
   text(): Promise<string>;
 }
@@ -185,6 +188,9 @@ function routes(ctx: HttpContext): Record<string, Partial<Record<'GET' | 'POST',
       POST: async (r) => api.postHistory(inst(), await r.body()),
     },
     '/history/{}': { GET: (r) => api.getHistoryItem(inst(), r.param) },
+    '/upload/image': {
+      POST: async (r) => uploadImage(ctx.folders, r.contentType, await r.raw()),
+    },
     '/interrupt': { POST: async (r) => api.postInterrupt(inst(), await r.text()) },
     '/free': { POST: async (r) => api.postFree(await r.body()) },
     '/object_info': { GET: () => ({ kind: 'raw-json', status: 200, body: ctx.catalog.rawAll }) },
@@ -234,16 +240,24 @@ export function createHttpHandlers(ctx: HttpContext) {
         Allow: Object.keys(route).join(','),
       });
     }
-    let raw: Buffer | undefined;
+    let rawBody: Buffer | undefined;
+    const raw = async () => (rawBody ??= await readBody(req));
     const text = async () => {
-      raw ??= await readBody(req);
+      const bytes = await raw();
       try {
-        return new TextDecoder('utf-8', { fatal: true }).decode(raw);
+        return new TextDecoder('utf-8', { fatal: true }).decode(bytes);
       } catch {
         throw new PyError('UnicodeDecodeError', "'utf-8' codec can't decode the body");
       }
     };
-    const r: Request = { url, param, text, body: async () => parseJson(await text()) };
+    const r: Request = {
+      url,
+      param,
+      contentType: req.headers['content-type'],
+      raw,
+      text,
+      body: async () => parseJson(await text()),
+    };
     try {
       const out = await handler(r, res);
       if (out) reply(res, out);

@@ -45,6 +45,8 @@ export interface Simulator {
   /** e.g. http://127.0.0.1:43123 */
   readonly url: string;
   readonly port: number;
+  /** The input folder (`/upload/image`, LoadImage); removed by close(). */
+  readonly inputDir: string;
   /** Executions per prompt id (a prompt counts each time it starts executing); survives restart(). */
   executions(): Record<string, number>;
   /**
@@ -135,6 +137,7 @@ export async function createSimulator(opts: SimulatorOptions = {}): Promise<Simu
   return {
     url,
     port,
+    inputDir: folders.input,
     executions: () => Object.fromEntries(executions),
     async restart() {
       const wasListening = listening;
