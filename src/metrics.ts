@@ -1,16 +1,34 @@
 import { createServer, type Server } from 'node:http';
+import type { RequestHandler } from 'express';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { AnalyticsSink } from './analytics';
 import type { Logger } from './logger';
 
 /**
- * Prometheus metrics (prom-client). One registry per process; the worker serves it on its
- * own small HTTP port, the API on GET /metrics. Job events reach the counters through an
- * AnalyticsSink, so the processor reports each event once and does not know about metrics.
+ * Prometheus metrics (prom-client). One registry per process, each with only what that
+ * process owns: Node's default metrics (unprefixed, as standard dashboards expect) in both;
+ * the queue depth in the API (GET /metrics); the job counters, the ComfyUI request
+ * histogram and instance health and the webhook deliveries in the worker (its own small
+ * HTTP port). Job events reach the counters through an AnalyticsSink, so the processor
+ * reports each event once and does not know about metrics. ComfyUI instances are labelled
+ * `comfyui_instance`: `instance` is the label Prometheus gives every scraped target.
  */
-export function createMetrics() {
+
+/** A registry with Node's default process metrics. */
+function processRegistry(): Registry {
   const registry = new Registry();
-  collectDefaultMetrics({ register: registry, prefix: 'comfyui_queue_' });
+  collectDefaultMetrics({ register: registry });
+  return registry;
+}
+
+/** The API process's metrics: the process, and the queue depth (registerQueueDepth). */
+export function createApiMetrics(): { registry: Registry } {
+  return { registry: processRegistry() };
+}
+
+/** The worker process's metrics. */
+export function createMetrics() {
+  const registry = processRegistry();
   const r = [registry];
   return {
     registry,
@@ -53,7 +71,7 @@ export function createMetrics() {
     comfyRequests: new Histogram({
       name: 'comfyui_request_duration_seconds',
       help: 'ComfyUI HTTP requests by instance, route and outcome',
-      labelNames: ['instance', 'route', 'outcome'],
+      labelNames: ['comfyui_instance', 'route', 'outcome'],
       buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10],
       registers: r,
     }),
@@ -68,9 +86,27 @@ export function createMetrics() {
 
 export type Metrics = ReturnType<typeof createMetrics>;
 
-/** Queue depth by state, read from Redis when scraped. */
-export function registerQueueDepth(
+/** Whether each ComfyUI instance answers its health probe (1) or not (0), read when scraped. */
+export function registerInstanceHealth(
   metrics: Metrics,
+  urls: readonly string[],
+  healthyUrls: () => string[],
+) {
+  new Gauge({
+    name: 'comfyui_instance_up',
+    help: 'ComfyUI instance answers its health probe (1) or not (0), as this worker sees it',
+    labelNames: ['comfyui_instance'],
+    registers: [metrics.registry],
+    collect() {
+      const healthy = new Set(healthyUrls());
+      for (const url of urls) this.set({ comfyui_instance: url }, healthy.has(url) ? 1 : 0);
+    },
+  });
+}
+
+/** Queue depth by state, read from Redis when scraped (the API's: one series per queue). */
+export function registerQueueDepth(
+  metrics: { registry: Registry },
   queues: { name: string; getJobCounts: () => Promise<Record<string, number>> }[],
 ) {
   new Gauge({
@@ -115,6 +151,16 @@ export function metricsSink(m: Metrics): AnalyticsSink {
       }
     },
     async close() {},
+  };
+}
+
+/** GET /metrics for an Express app (the API's). */
+export function metricsHandler(metrics: { registry: Registry }): RequestHandler {
+  return (_req, res, next) => {
+    metrics.registry
+      .metrics()
+      .then((text) => res.type(metrics.registry.contentType).send(text))
+      .catch(next);
   };
 }
 

@@ -13,7 +13,7 @@ import { createApiServices, type ApiServices } from '../api/services';
 import { loadConfig } from '../config';
 import { createLogger } from '../logger';
 import { describeRedis } from '../redis';
-import { createMetrics, registerQueueDepth } from '../metrics';
+import { createApiMetrics, metricsHandler, registerQueueDepth } from '../metrics';
 import { startRetentionCleaner } from '../queue';
 import { createWebhookQueue } from '../webhooks/queue';
 import { checkWebhookUrl } from '../webhooks/url-policy';
@@ -83,7 +83,7 @@ async function main() {
     return webhookQueue.close().catch(() => webhookQueue.disconnect());
   };
   closeWebhookQueueRef.current = closeWebhookQueue;
-  const metrics = createMetrics();
+  const metrics = createApiMetrics();
   registerQueueDepth(metrics, [services.queue, webhookQueue]);
 
   const dashboard = createDashboard({
@@ -105,12 +105,7 @@ async function main() {
     version: pkg.version,
     mounts: dashboard ? [dashboard] : [],
     webhookUrlPolicy: (url) => checkWebhookUrl(url, config.webhookAllowPrivate),
-    metrics: (_req, res, next) => {
-      metrics.registry
-        .metrics()
-        .then((text) => res.type(metrics.registry.contentType).send(text))
-        .catch(next);
-    },
+    metrics: metricsHandler(metrics),
   });
   if (config.apiKeys.length === 0)
     log.warn('API_KEYS is not set: /v1 accepts requests without an API key');

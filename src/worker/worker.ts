@@ -3,17 +3,15 @@ import { randomBytes } from 'node:crypto';
 import { Worker, type JobJson, type RedisQueueBackend } from 'bullmq';
 import type { Server } from 'node:http';
 import { fanOutSink, type AnalyticsSink } from '../analytics';
-import { metricsSink, registerQueueDepth, serveMetrics, type Metrics } from '../metrics';
+import { metricsSink, registerInstanceHealth, serveMetrics, type Metrics } from '../metrics';
 import { ComfyPool } from '../comfy/pool';
 import type { Config } from '../config';
 import type { Logger } from '../logger';
 import {
   CANCEL_FIELD,
   cancelChannel,
-  createImageQueue,
   jobKey,
   retentionKeep,
-  type ImageQueue,
   type JobData,
   type JobProgress,
   type JobResult,
@@ -65,6 +63,8 @@ export interface WorkerDeps {
 export interface ImageWorker {
   /** the worker's name, shown as processedBy in Bull Board */
   readonly name: string;
+  /** the port /metrics is served on (METRICS_PORT, or the one picked for 0), when served */
+  readonly metricsPort?: number;
   /** stop taking jobs, hand active jobs back, close every connection; safe to call twice */
   close(): Promise<void>;
 }
@@ -114,7 +114,7 @@ export async function startImageWorker(
     log,
     observe: deps.metrics
       ? (url) => (route, ms, outcome) =>
-          deps.metrics!.comfyRequests.observe({ instance: url, route, outcome }, ms / 1000)
+          deps.metrics!.comfyRequests.observe({ comfyui_instance: url, route, outcome }, ms / 1000)
       : undefined,
   });
 
@@ -186,12 +186,9 @@ export async function startImageWorker(
   });
 
   let metricsServer: Server | undefined;
-  let queue: ImageQueue | undefined;
   if (deps.metrics) {
-    // a Queue only for the queue-depth gauge (the processor needs none)
-    queue = createImageQueue(settings, 'worker');
-    queue.on('error', (err) => log.warn({ err: err.message }, 'redis (queue) error'));
-    registerQueueDepth(deps.metrics, [queue]);
+    // the queue depth is the API's to report; a worker reports its own jobs and instances
+    registerInstanceHealth(deps.metrics, config.comfyuiUrls, () => pool.healthyUrls());
     metricsServer = await serveMetrics(deps.metrics, config.metricsPort, log);
   }
 
@@ -209,8 +206,10 @@ export async function startImageWorker(
   );
 
   let closing: Promise<void> | undefined;
+  const address = metricsServer?.address();
   return {
     name,
+    metricsPort: address && typeof address === 'object' ? address.port : undefined,
     close() {
       closing ??= (async () => {
         const step = async (what: string, fn: () => Promise<unknown>) => {
@@ -228,7 +227,6 @@ export async function startImageWorker(
         await step('worker close', () => worker.close());
         metricsServer?.close();
         await step('comfyui clients close', () => pool.close());
-        await step('queue close', async () => queue?.close());
         await step('subscriber quit', () => subscriber.quit());
         await step('commands quit', () => commands.quit());
         log.info('worker stopped');
