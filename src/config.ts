@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { ConfigError } from './errors';
+import { DEFAULT_STORAGE_URL, parseStorageUrl } from './storage';
 import { validateWebhookSecret } from './webhooks/signing';
 
 /**
@@ -177,6 +178,18 @@ const schema = z.object({
   LOG_PRETTY: flag('LOG_PRETTY', false),
   WORKER_NAME: optionalString,
   NODE_ENV: optionalString,
+  STORAGE_URL: optionalString,
+  /** set by `fly storage create` (Tigris): the bucket when STORAGE_URL is unset */
+  BUCKET_NAME: optionalString,
+  AWS_ENDPOINT_URL_S3: optionalString,
+  AWS_ENDPOINT_URL: optionalString,
+  AWS_REGION: optionalString,
+  S3_FORCE_PATH_STYLE: flag('S3_FORCE_PATH_STYLE', false),
+  PUBLIC_URL: optionalString,
+  UPLOAD_MAX_BYTES: positiveInt('UPLOAD_MAX_BYTES', 52_428_800),
+  INPUT_URL_ALLOW_PRIVATE: flag('INPUT_URL_ALLOW_PRIVATE', false),
+  INPUT_URL_TIMEOUT_MS: positiveInt('INPUT_URL_TIMEOUT_MS', 30_000),
+  OUTPUT_URL_TTL_S: nonNegativeInt('OUTPUT_URL_TTL_S', 3600),
   /** Test-only fault injection: exit the process at a named crash window (see processor). */
   COMFYQ_CRASH_AT: optionalString,
 });
@@ -224,7 +237,33 @@ function toConfig(e: z.infer<typeof schema>) {
     workerName: e.WORKER_NAME,
     production: e.NODE_ENV === 'production',
     crashAt: e.COMFYQ_CRASH_AT,
+    storage: parseStorageUrl(
+      e.STORAGE_URL ?? (e.BUCKET_NAME ? `s3://${e.BUCKET_NAME}` : DEFAULT_STORAGE_URL),
+    ),
+    s3: {
+      endpoint: e.AWS_ENDPOINT_URL_S3 ?? e.AWS_ENDPOINT_URL,
+      region: e.AWS_REGION,
+      forcePathStyle: e.S3_FORCE_PATH_STYLE,
+    },
+    publicUrl: e.PUBLIC_URL,
+    uploadMaxBytes: e.UPLOAD_MAX_BYTES,
+    inputUrlAllowPrivate: e.INPUT_URL_ALLOW_PRIVATE,
+    inputUrlTimeoutMs: e.INPUT_URL_TIMEOUT_MS,
+    outputUrlTtlS: e.OUTPUT_URL_TTL_S,
   };
+}
+
+/** PUBLIC_URL: the API's address as clients see it (absolute output URLs), without a trailing `/`. */
+function checkPublicUrl(v: string): string {
+  try {
+    const u = new URL(v);
+    if ((u.protocol === 'http:' || u.protocol === 'https:') && !u.search && !u.hash) {
+      return u.href.replace(/\/+$/, '');
+    }
+  } catch {
+    // reported below
+  }
+  throw new ConfigError(`PUBLIC_URL must be an absolute http(s) URL without query, got "${v}"`);
 }
 
 /** Reads and validates the environment once; throws ConfigError naming every bad variable. */
@@ -241,5 +280,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     throw new ConfigError('DASHBOARD_USER and DASHBOARD_PASSWORD must be set together');
   }
   if (config.webhookSecret) validateWebhookSecret(config.webhookSecret);
+  if (config.publicUrl !== undefined) config.publicUrl = checkPublicUrl(config.publicUrl);
   return config;
 }
