@@ -1,6 +1,6 @@
 /**
  * Failures and control: runtime errors, interrupts, queue deletion, duplicate prompt ids
- * (0.3.64 and newest behaviour), restart, pause/resume and injected failures.
+ * (0.3.64, and the 409 of unmerged pull requests), restart, pause/resume and injected failures.
  */
 import { createSimulator, type Simulator, type SimulatorOptions } from '../src/simulator/server';
 import {
@@ -224,7 +224,7 @@ describe('duplicate prompt ids', () => {
     ).toBe('None');
   });
 
-  it("'reject' (newest): canonical UUIDs only, 409 while pending, running or in history", async () => {
+  it("'reject' (unmerged PRs #16241/#16242): canonical UUIDs only, 409 while pending, running or in history", async () => {
     const t = transcript('duplicate-prompt-id');
     const sim = await start({ duplicatePromptIds: 'reject' });
     const id = newId();

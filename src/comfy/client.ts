@@ -4,6 +4,8 @@ import { Pool, type Dispatcher } from 'undici';
 import { ComfyHttpError, ComfyProtocolError, ComfyUnreachableError } from '../errors';
 import {
   HistoryEntrySchema,
+  JobListSchema,
+  JobSchema,
   QueueSchema,
   SubmitOkSchema,
   classifyHistory,
@@ -126,7 +128,10 @@ export class ComfyClient {
     const started = performance.now();
     const method = init.method ?? 'GET';
     // the route without ids, for metrics
-    const route = `${method} ${path.replace(/^\/(history|view)[/?].*$/, '/$1')}`;
+    const route = `${method} ${path
+      .replace(/^\/(history|view)[/?].*$/, '/$1')
+      .replace(/^\/api\/jobs\/[^/?]+/, '/api/jobs/{id}')
+      .replace(/\?.*$/, '')}`;
     const abort = new AbortController();
     let timedOut = false;
     const timer = setTimeout(() => {
@@ -268,12 +273,38 @@ export class ComfyClient {
     return parsed.data;
   }
 
+  private jobsApiProbe?: Promise<boolean>;
+
   /**
-   * Where is this prompt? `/queue` first, then `/history/{id}`: the transitions are atomic
-   * under ComfyUI's mutex, so this order has no window where a finishing prompt is in
-   * neither (comfyui-api.md §4.1, §10).
+   * Whether the server has the jobs API (comfyui-api.md §5, §13: merged after 0.3.64),
+   * asked once per instance with `GET /api/jobs?limit=1`; a failed probe is asked again.
+   */
+  hasJobsApi(): Promise<boolean> {
+    this.jobsApiProbe ??= this.json('/api/jobs?limit=1').then(
+      (body) => JobListSchema.safeParse(body).success,
+      (err: unknown) => {
+        this.jobsApiProbe = undefined;
+        if (err instanceof ComfyHttpError && err.status === 404) {
+          this.jobsApiProbe = Promise.resolve(false);
+          return false;
+        }
+        throw err;
+      },
+    );
+    return this.jobsApiProbe;
+  }
+
+  /**
+   * Where is this prompt? With the jobs API, one `GET /api/jobs/{id}` (its 404 says
+   * "unknown"); else `/queue` first, then `/history/{id}`: the transitions are atomic under
+   * ComfyUI's mutex, so this order has no window where a finishing prompt is in neither
+   * (comfyui-api.md §4.1, §10).
    */
   async lookup(promptId: string): Promise<Lookup> {
+    if (await this.hasJobsApi()) {
+      const found = await this.lookupJob(promptId);
+      if (found) return found;
+    }
     const q = await this.sharedQueue();
     if (q.running.some((e) => e.promptId === promptId)) return { state: 'running' };
     const mine = q.pending.find((e) => e.promptId === promptId);
@@ -286,6 +317,41 @@ export class ComfyClient {
     return { state: 'absent' };
   }
 
+  /** The jobs API's answer, or undefined when the server turned out not to have it. */
+  private async lookupJob(promptId: string): Promise<Lookup | undefined> {
+    const path = `/api/jobs/${encodeURIComponent(promptId)}`;
+    const res = await this.request(path);
+    const text = await this.readText(res, path);
+    const body = safeJson(text);
+    if (res.status === 404) {
+      if (body && typeof body === 'object' && 'error' in body) return { state: 'absent' };
+      this.jobsApiProbe = Promise.resolve(false); // the route is gone (a downgraded server)
+      return undefined;
+    }
+    if (!res.ok) throw new ComfyHttpError(this.baseUrl, path, res.status, text.slice(0, 2000));
+    const job = JobSchema.safeParse(body);
+    if (!job.success)
+      throw new ComfyProtocolError(
+        `ComfyUI ${this.baseUrl} answered GET ${path} with an unknown shape`,
+      );
+    const j = job.data;
+    if (j.status === 'in_progress') return { state: 'running' };
+    if (j.status === 'pending') return this.pendingPosition(promptId);
+    const entry = HistoryEntrySchema.safeParse({ outputs: j.outputs, status: j.execution_status });
+    if (!entry.success)
+      throw new ComfyProtocolError(`ComfyUI ${this.baseUrl} returned a job of unknown shape`);
+    return { state: 'done', outcome: classifyHistory(entry.data) };
+  }
+
+  /** A pending prompt's place: prompts running or pending before it (the jobs API has none). */
+  private async pendingPosition(promptId: string): Promise<Lookup> {
+    const q = await this.sharedQueue();
+    const mine = q.pending.find((e) => e.promptId === promptId);
+    if (!mine) return { state: 'pending', position: q.running.length };
+    const ahead = q.pending.filter((e) => e.number < mine.number).length + q.running.length;
+    return { state: 'pending', position: ahead };
+  }
+
   /** Removes pending prompts (running ones are unaffected). */
   deleteFromQueue(promptIds: string[]): Promise<void> {
     return this.postNoContent('/queue', { delete: promptIds });
@@ -296,8 +362,19 @@ export class ComfyClient {
     return this.postNoContent('/interrupt', { prompt_id: promptId });
   }
 
-  /** Removes a prompt wherever it is: pending → deleted, running → interrupted. */
+  /**
+   * Removes a prompt wherever it is: pending → deleted, running → interrupted. With the jobs
+   * API in one call that checks and interrupts under ComfyUI's mutex.
+   */
   async cancel(promptId: string): Promise<void> {
+    if (await this.hasJobsApi()) {
+      await this.json(`/api/jobs/${encodeURIComponent(promptId)}/cancel`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: '{}',
+      });
+      return;
+    }
     const q = await this.queue();
     if (q.pending.some((e) => e.promptId === promptId)) await this.deleteFromQueue([promptId]);
     if (q.running.some((e) => e.promptId === promptId)) await this.interrupt(promptId);

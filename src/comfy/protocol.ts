@@ -34,6 +34,19 @@ export const HistoryEntrySchema = z.object({
 });
 export type HistoryEntry = z.infer<typeof HistoryEntrySchema>;
 
+/** `GET /api/jobs/{id}` (servers after 0.3.64): the fields a look-up needs. */
+export const JobSchema = z
+  .object({
+    id: z.string(),
+    status: z.enum(['pending', 'in_progress', 'completed', 'failed', 'cancelled']),
+    outputs: z.record(z.string(), z.unknown()).optional(),
+    execution_status: z.unknown().optional(),
+  })
+  .loose();
+
+/** `GET /api/jobs`: only its shape is checked (it tells the jobs API is there). */
+export const JobListSchema = z.object({ jobs: z.array(z.unknown()) }).loose();
+
 export const SubmitOkSchema = z
   .object({
     prompt_id: z.string(),

@@ -42,6 +42,21 @@ const empty = (status = 200): Reply => ({ kind: 'empty', status });
 
 export type DuplicatePromptIds = 'accept' | 'reject';
 
+/**
+ * Which ComfyUI the simulator plays: `0.3.64` as recorded, or `current` (the merged releases
+ * after it, comfyui-api.md §13): canonical-UUID prompt ids, `create_time` in `extra_data`,
+ * the jobs API. Neither rejects a duplicate prompt id (that is `duplicatePromptIds: 'reject'`).
+ */
+export type SimVersion = '0.3.64' | 'current';
+export const SIM_VERSIONS: readonly SimVersion[] = ['0.3.64', 'current'];
+/** `comfyui_version` reported by `current` (the newest release seen, §13) */
+export const CURRENT_COMFYUI_VERSION = '0.38.1';
+
+export interface PromptRules {
+  version: SimVersion;
+  duplicates: DuplicatePromptIds;
+}
+
 const CANONICAL_UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 /**
@@ -60,8 +75,10 @@ export function postPrompt(
   inst: ComfyInstance,
   catalog: Catalog,
   body: Json,
-  duplicates: DuplicatePromptIds,
+  rules: PromptRules,
 ): Reply {
+  const { duplicates } = rules;
+  const canonicalOnly = duplicates === 'reject' || rules.version === 'current';
   let number: number | PyFloat;
   if (pyContains(body, 'number')) {
     number = pyFloat(pyGetItem(body, 'number'));
@@ -83,7 +100,7 @@ export function postPrompt(
   const prompt = req.prompt;
   let promptId: string;
   const given = Object.hasOwn(req, 'prompt_id') ? req.prompt_id : undefined;
-  if (duplicates === 'accept') {
+  if (!canonicalOnly) {
     promptId = given === undefined ? randomUUID() : pyStr(given);
   } else if (given === undefined || given === null) {
     promptId = randomUUID();
@@ -113,6 +130,8 @@ export function postPrompt(
     }
     setKey(extraData, 'client_id', req.client_id);
   }
+  if (rules.version === 'current' && isObject(extraData))
+    setKey(extraData, 'create_time', Date.now());
   if (!valid.ok) return json({ error: valid.error, node_errors: valid.nodeErrors }, 400);
   if (duplicates === 'reject' && inst.queue.knows(promptId))
     return json({ error: 'prompt_id already exists' }, 409);

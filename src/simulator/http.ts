@@ -9,6 +9,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer } from 'ws';
 import * as api from './api';
+import * as jobs from './jobs';
 import type { Catalog } from './catalog';
 import { resolveView, type SimFolders } from './files';
 import type { ComfyInstance, SimLogger } from './instance';
@@ -23,7 +24,7 @@ export interface HttpContext {
   readonly folders: SimFolders;
   readonly executions: Map<string, number>;
   readonly duplicatePromptIds: api.DuplicatePromptIds;
-  readonly version: string;
+  readonly version: api.SimVersion;
   readonly host: string;
   port(): number;
   readonly log: SimLogger;
@@ -173,11 +174,21 @@ function routes(ctx: HttpContext): Record<string, Partial<Record<'GET' | 'POST',
     '/embeddings': { GET: () => ({ kind: 'json', status: 200, body: [] }) },
     '/extensions': { GET: () => ({ kind: 'json', status: 200, body: [] }) },
     '/features': { GET: () => ({ kind: 'json', status: 200, body: SERVER_FEATURES }) },
-    '/system_stats': { GET: () => api.systemStats(ctx.version, ctx.host, ctx.port()) },
+    '/system_stats': {
+      GET: () =>
+        api.systemStats(
+          ctx.version === 'current' ? api.CURRENT_COMFYUI_VERSION : ctx.version,
+          ctx.host,
+          ctx.port(),
+        ),
+    },
     '/prompt': {
       GET: () => api.getPrompt(inst()),
       POST: async (r) =>
-        api.postPrompt(inst(), ctx.catalog, await r.body(), ctx.duplicatePromptIds),
+        api.postPrompt(inst(), ctx.catalog, await r.body(), {
+          version: ctx.version,
+          duplicates: ctx.duplicatePromptIds,
+        }),
     },
     '/queue': {
       GET: () => api.getQueue(inst()),
@@ -202,6 +213,13 @@ function routes(ctx: HttpContext): Record<string, Partial<Record<'GET' | 'POST',
         serveFile(res.req, res, v.file, v.filename);
       },
     },
+    ...(ctx.version === 'current'
+      ? {
+          '/api/jobs': { GET: (r: Request) => jobs.listJobs(inst(), r.url.searchParams) },
+          '/api/jobs/{}': { GET: (r: Request) => jobs.getJob(inst(), r.param) },
+          '/api/jobs/{}/cancel': { POST: (r: Request) => jobs.cancelJob(inst(), r.param) },
+        }
+      : {}),
     '/_sim/executions': {
       GET: () => ({ kind: 'json', status: 200, body: orderedObject([...ctx.executions]) }),
     },
@@ -210,16 +228,22 @@ function routes(ctx: HttpContext): Record<string, Partial<Record<'GET' | 'POST',
 
 /** Maps a path to a route key and its `{param}` (one path segment, decoded). */
 function matchRoute(pathname: string): { key: string; param: string } {
+  // the jobs API is declared under /api/jobs only (no bare twin)
+  const jobsApi = /^\/api\/jobs\/([^/]+)(\/cancel)?$/.exec(pathname);
+  if (jobsApi) return { key: `/api/jobs/{}${jobsApi[2] ?? ''}`, param: decode(jobsApi[1]) };
+  if (pathname === '/api/jobs') return { key: pathname, param: '' };
   const p = pathname.startsWith('/api/') ? pathname.slice(4) : pathname;
   const m = /^\/(history|object_info)\/([^/]+)$/.exec(p);
-  if (m) {
-    try {
-      return { key: `/${m[1]}/{}`, param: decodeURIComponent(m[2]) };
-    } catch {
-      return { key: `/${m[1]}/{}`, param: m[2] };
-    }
-  }
+  if (m) return { key: `/${m[1]}/{}`, param: decode(m[2]) };
   return { key: p, param: '' };
+}
+
+function decode(segment: string): string {
+  try {
+    return decodeURIComponent(segment);
+  } catch {
+    return segment;
+  }
 }
 
 export function createHttpHandlers(ctx: HttpContext) {

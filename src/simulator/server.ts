@@ -7,7 +7,7 @@
  */
 import { createServer, type Server } from 'node:http';
 import type { Socket } from 'node:net';
-import type { DuplicatePromptIds } from './api';
+import type { DuplicatePromptIds, SimVersion } from './api';
 import { loadCatalog } from './catalog';
 import { createFolders } from './files';
 import { createHttpHandlers } from './http';
@@ -21,10 +21,11 @@ export interface SimulatorOptions {
   /** Where SaveImage writes PNGs. @defaultValue a fresh temporary directory (removed on close) */
   outputDir?: string;
   /**
-   * 'accept' = ComfyUI 0.3.64: any string prompt_id is taken, and the same id again is queued
-   * and run again. 'reject' = newest ComfyUI: prompt_id must be a canonical lowercase UUID
-   * (else 400 `invalid_prompt_id`), and an id that is pending, running or in history gets
-   * 409 `{"error": "prompt_id already exists"}`. @defaultValue 'accept'
+   * 'accept' = every merged ComfyUI release: the same id again is queued and run again.
+   * 'reject' models the open, unmerged pull requests #16241/#16242 (no release does this):
+   * prompt_id must be a canonical lowercase UUID (else 400 `invalid_prompt_id`), and an id
+   * that is pending, running or in history gets 409 `{"error": "prompt_id already exists"}`.
+   * @defaultValue 'accept'
    */
   duplicatePromptIds?: DuplicatePromptIds;
   /** How often TestSleep reports progress. @defaultValue 50 */
@@ -36,8 +37,13 @@ export interface SimulatorOptions {
   samplerStepMs?: number;
   /** Probability (0..1) that a prompt fails with a runtime `execution_error`. @defaultValue 0 */
   failureRate?: number;
-  /** `comfyui_version` in /system_stats. @defaultValue '0.3.64' */
-  version?: string;
+  /**
+   * '0.3.64' as recorded, or 'current': the merged releases after it (comfyui-api.md §13):
+   * prompt ids must be canonical UUIDs (400 `invalid_prompt_id`), `extra_data.create_time`,
+   * the jobs API (`GET /api/jobs[/{id}]`, `POST /api/jobs/{id}/cancel`); /system_stats
+   * reports 0.38.1. @defaultValue '0.3.64'
+   */
+  version?: SimVersion;
   logger?: SimLogger;
 }
 

@@ -13,7 +13,19 @@ import {
 import { redisOptions } from '../../src/redis';
 import { startImageWorker, type ImageWorker, type WorkerDeps } from '../../src/worker/worker';
 import { createSimulator, type Simulator, type SimulatorOptions } from '../../src/simulator/server';
+import { SIM_VERSIONS, type SimVersion } from '../../src/simulator/api';
 import { startRedis, type RedisServer } from './redis-server';
+
+/**
+ * The ComfyUI the simulators of a test play: SIM_VERSION (`0.3.64`, the default, or `current`);
+ * jest's `comfyui-current` project runs the lifecycle tests again with `current`.
+ */
+export function simVersion(): SimVersion {
+  const v = process.env.SIM_VERSION || '0.3.64';
+  if (!(SIM_VERSIONS as readonly string[]).includes(v))
+    throw new Error(`SIM_VERSION must be one of ${SIM_VERSIONS.join(', ')}, got "${v}"`);
+  return v as SimVersion;
+}
 
 /** Settings that make crash recovery take seconds, not a minute, in tests. */
 export const FAST_ENV = {
@@ -47,7 +59,11 @@ export async function startSystem(
   simOptions: SimulatorOptions = {},
 ): Promise<TestSystem> {
   const redis = await startRedis();
-  const sim = await createSimulator({ progressIntervalMs: 50, ...simOptions });
+  const sim = await createSimulator({
+    progressIntervalMs: 50,
+    version: simVersion(),
+    ...simOptions,
+  });
   const env: Record<string, string> = {
     ...FAST_ENV,
     REDIS_URL: redis.url,

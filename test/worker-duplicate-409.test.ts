@@ -5,8 +5,10 @@ import { waitFor } from './helpers/wait';
 import { sleepWorkflow, tinyWorkflow } from './helpers/workflows';
 
 /**
- * The newest ComfyUI servers refuse a prompt id they already know (409) and accept only
- * canonical UUIDs; 0.3.64 accepts anything. The worker must work against both.
+ * A server that refuses a prompt id it already knows (409) and accepts only canonical UUIDs.
+ * No merged ComfyUI release does this: it models the open pull requests #16241/#16242
+ * (comfyui-api.md §13, row 2), in case they land. 0.3.64 and today's releases accept a
+ * duplicate id and run it again. The worker must work against all of them.
  */
 let sys: TestSystem;
 beforeAll(async () => {

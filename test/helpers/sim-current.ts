@@ -1,0 +1,2 @@
+// jest setup file of the `comfyui-current` project: its simulators play today's ComfyUI
+process.env.SIM_VERSION = 'current';
