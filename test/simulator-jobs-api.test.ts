@@ -28,6 +28,17 @@ async function start(opts: SimulatorOptions) {
   return { sim, client, routes };
 }
 
+/** the fields of the jobs API's answers these tests read */
+interface Answer {
+  id?: string;
+  status?: string;
+  create_time?: number;
+  workflow?: { extra_data: { create_time?: number } };
+  system?: { comfyui_version: string };
+  jobs?: unknown[];
+  pagination?: unknown;
+}
+
 const post = (url: string, path: string, body: unknown) =>
   fetch(url + path, { method: 'POST', body: JSON.stringify(body) });
 
@@ -46,12 +57,12 @@ describe("version 'current'", () => {
         (await post(sim.url, '/prompt', { prompt: tinyWorkflow(), prompt_id: id })).status,
       ).toBe(200);
     await waitFor('both runs', async () => (sim.executions()[id] === 2 ? true : undefined));
-    const job = (await (await fetch(`${sim.url}/api/jobs/${id}`)).json()) as Record<string, any>;
+    const job = (await (await fetch(`${sim.url}/api/jobs/${id}`)).json()) as Answer;
     expect(job).toMatchObject({ id, status: 'completed', outputs_count: 1 });
     expect(job.create_time).toBeGreaterThanOrEqual(before);
-    expect(job.workflow.extra_data.create_time).toBe(job.create_time);
-    const stats = (await (await fetch(`${sim.url}/system_stats`)).json()) as Record<string, any>;
-    expect(stats.system.comfyui_version).toBe('0.38.1');
+    expect(job.workflow?.extra_data.create_time).toBe(job.create_time);
+    const stats = (await (await fetch(`${sim.url}/system_stats`)).json()) as Answer;
+    expect(stats.system?.comfyui_version).toBe('0.38.1');
   });
 
   test('GET /api/jobs/{id}: pending, in_progress, 404 for an unknown id; the list pages', async () => {
@@ -61,14 +72,14 @@ describe("version 'current'", () => {
     await post(sim.url, '/prompt', { prompt: sleepWorkflow(0.5), prompt_id: b });
     const get = async (id: string) => {
       const res = await fetch(`${sim.url}/api/jobs/${id}`);
-      return [res.status, (await res.json()) as Record<string, any>] as const;
+      return [res.status, (await res.json()) as Answer] as const;
     };
     await waitFor('a running', async () =>
       (await get(a))[1].status === 'in_progress' ? 1 : undefined,
     );
     expect((await get(b))[1]).toMatchObject({ id: b, status: 'pending', outputs_count: 0 });
     expect(await get(randomUUID())).toEqual([404, { error: 'Job not found' }]);
-    const list = (await (await fetch(`${sim.url}/api/jobs?limit=1`)).json()) as Record<string, any>;
+    const list = (await (await fetch(`${sim.url}/api/jobs?limit=1`)).json()) as Answer;
     expect(list.jobs).toHaveLength(1);
     expect(list.pagination).toMatchObject({ offset: 0, limit: 1, total: 2, has_more: true });
     expect((await fetch(`${sim.url}/api/jobs?status=done`)).status).toBe(400);
