@@ -126,6 +126,32 @@ export function onPromptChosen(
   };
 }
 
+/**
+ * The prompt was found in ComfyUI at this instance although the job had no prompt (a write
+ * lost by Redis): the job follows it there.
+ */
+export function onPromptFound(s: JobState, comfyuiUrl: string): JobState {
+  return { ...s, comfyuiUrl };
+}
+
+/** A server older than 0.3.45 ignores client prompt ids: the job follows the one it made. */
+export function onPromptRenamed(s: JobState, promptId: string): JobState {
+  return { ...s, promptId };
+}
+
+/**
+ * ComfyUI already knew the prompt (409 on the POST): nothing changes; the write records the
+ * line that says so and the time of the write.
+ */
+export function onPromptKnown(s: JobState): JobState {
+  return { ...s };
+}
+
+/** Every persisted change carries the time it was written (recoveryTime counts from here). */
+export function onSaved(s: JobState, now: number): JobState {
+  return { ...s, updatedAt: now };
+}
+
 export function onSubmitted(s: JobState): JobState {
   return s.status === 'submitting' ? { ...s, status: 'submitted' } : s;
 }

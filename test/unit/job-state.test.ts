@@ -8,7 +8,11 @@ import {
   onHandoff,
   onPickup,
   onPromptChosen,
+  onPromptFound,
+  onPromptKnown,
+  onPromptRenamed,
   onRunning,
+  onSaved,
   onSubmitted,
 } from '../../src/job-state';
 
@@ -129,5 +133,28 @@ describe('classifyPickup (DESIGN rule 2)', () => {
   });
   test('pickup clears the hand-off mark', () => {
     expect(onPickup(onHandoff(submitted, T0), 0, T0, true).handedOffAt).toBeUndefined();
+  });
+});
+
+describe('changes found while following', () => {
+  const chosen = onPromptChosen(
+    onPickup(initialState(T0), 0, T0, false),
+    'p1',
+    'http://a:8188',
+    T0,
+    false,
+  );
+  test('a prompt found on another instance is followed there, still submitting', () => {
+    const found = onPromptFound(chosen, 'http://b:8188');
+    expect(found).toEqual({ ...chosen, comfyuiUrl: 'http://b:8188' });
+  });
+  test('a server that made its own prompt id: the job follows that id', () => {
+    expect(onPromptRenamed(chosen, 'p2')).toEqual({ ...chosen, promptId: 'p2' });
+  });
+  test('a prompt ComfyUI already knew (409) changes nothing', () => {
+    expect(onPromptKnown(chosen)).toEqual(chosen);
+  });
+  test('a saved state carries the time of its write', () => {
+    expect(onSaved(chosen, T0 + 5).updatedAt).toBe(T0 + 5);
   });
 });

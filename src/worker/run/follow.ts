@@ -1,0 +1,128 @@
+import type { Lookup } from '../../comfy/client';
+import { classifyHistory } from '../../comfy/protocol';
+import type { WakeReason } from '../../comfy/socket';
+import { onPromptChosen, onRunning, onSubmitted } from '../../job-state';
+import type { JobResult } from '../../queue';
+import { handleAbort } from './abort';
+import { fail, finish } from './finish';
+import type { JobRun } from './job-run';
+import { submit } from './submit';
+
+/**
+ * Step 4, follow: until ComfyUI reports an outcome. Right after this process submitted
+ * the prompt, with a healthy socket, the first look-up waits up to POLL_INTERVAL_MS for
+ * the socket: a prompt that starts or ends at once is seen without polling; one still
+ * pending then is looked up (and saved `submitted` with its queue position).
+ */
+export async function follow(run: JobRun, afterSubmit: boolean): Promise<JobResult> {
+  const { settings } = run;
+  run.socket()?.track(run.promptId, Object.keys(run.data.workflow ?? {}).length);
+  const deadline = (run.state.startedAt ?? run.now()) + settings.jobTimeoutMs;
+  const absent = { since: undefined as number | undefined };
+  let woke: WakeReason | undefined =
+    afterSubmit && run.socket()?.healthy
+      ? await waitForNextCheck(run, settings.pollIntervalMs)
+      : undefined;
+  for (;;) {
+    if (run.signal.aborted) return handleAbort(run);
+    if (run.now() > deadline) {
+      await run.removePrompt();
+      return fail(run, {
+        code: 'timeout',
+        message: `the job ran longer than JOB_TIMEOUT_MS (${settings.jobTimeoutMs} ms); its prompt was interrupted`,
+      });
+    }
+    // the socket said the prompt finished (its history is written): read it directly
+    const entry = woke === 'finished' ? await run.client().history(run.promptId) : null;
+    const r: Lookup = entry
+      ? { state: 'done', outcome: classifyHistory(entry) }
+      : await run.client().lookup(run.promptId);
+    if (run.signal.aborted) return handleAbort(run);
+    run.fault('following');
+    if (r.state === 'done') return finish(run, r.outcome);
+    if (r.state === 'absent') {
+      if (await resubmitIfLost(run, absent)) continue;
+    } else {
+      absent.since = undefined;
+      if (r.state === 'pending') {
+        const p = { percent: 0, queuePosition: r.position };
+        if (run.state.status === 'submitting') await run.save(onSubmitted(run.state), undefined, p);
+        else await run.progress(p, true);
+      } else await running(run);
+    }
+    woke = await waitForNextCheck(run);
+  }
+}
+
+/**
+ * ComfyUI does not know the prompt: the POST may still be in its validation, or the prompt
+ * was lost (a restart). After SUBMIT_GRACE_MS it is submitted (again) under the same id.
+ * Resolves true when it was.
+ */
+async function resubmitIfLost(run: JobRun, absent: { since?: number }): Promise<boolean> {
+  const { state } = run;
+  const unconfirmed = state.status === 'submitting' && !run.accepted;
+  const since = unconfirmed ? (state.submittedAt ?? run.now()) : (absent.since ??= run.now());
+  if (run.now() - since < run.settings.submitGraceMs) return false;
+  const lost = !unconfirmed;
+  run.log.warn(
+    { promptId: state.promptId },
+    lost
+      ? 'ComfyUI lost the prompt: submitting it again'
+      : 'the prompt never reached ComfyUI: submitting it',
+  );
+  await run.save(
+    onPromptChosen(state, run.promptId, state.comfyuiUrl!, run.now(), lost),
+    lost
+      ? `prompt ${state.promptId} unknown to ComfyUI (restart?): resubmitting with the same id`
+      : undefined,
+  );
+  if (lost)
+    run.deps.analytics.capture('comfyui_job_resubmitted', run.distinctId, {
+      jobId: run.jobId,
+      promptId: run.promptId,
+    });
+  await submit(run);
+  absent.since = undefined;
+  return true;
+}
+
+/** ComfyUI runs the prompt: the transition and its progress in one write, or the progress. */
+async function running(run: JobRun): Promise<void> {
+  const p = { percent: 0, ...run.socket()?.progress(run.promptId) };
+  if (run.state.status !== 'running') await run.save(onRunning(run.state), undefined, p);
+  else await run.progress(p);
+}
+
+/**
+ * Sleeps until the next poll; with a healthy socket, polls less and wakes on its events.
+ * Progress events (and the prompt's start) are handled here without polling.
+ */
+async function waitForNextCheck(run: JobRun, maxMs?: number): Promise<WakeReason | undefined> {
+  const { pollIntervalMs } = run.settings;
+  const ws = run.socket();
+  if (!ws) return sleep(pollIntervalMs, run.signal).then(() => undefined);
+  const interval =
+    maxMs ??
+    (ws.healthy ? Math.max(pollIntervalMs, Math.min(5 * pollIntervalMs, 5_000)) : pollIntervalMs);
+  const until = run.now() + interval;
+  while (!run.signal.aborted && run.now() < until) {
+    const why = await ws.wait(run.promptId, until - run.now(), run.signal);
+    if (why !== 'progress') return why;
+    await running(run);
+  }
+  return undefined;
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve();
+    const done = () => {
+      clearTimeout(timer);
+      signal.removeEventListener('abort', done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal.addEventListener('abort', done, { once: true });
+  });
+}

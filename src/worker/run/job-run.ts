@@ -1,0 +1,148 @@
+import type { ComfyClient } from '../../comfy/client';
+import type { Lease } from '../../comfy/pool';
+import type { ComfySocket } from '../../comfy/socket';
+import { hasLivePrompt, isTerminal, onSaved, type JobState } from '../../job-state';
+import type { Logger } from '../../logger';
+import type { ImageJob, JobData, JobProgress, JobResult } from '../../queue';
+import { ABORT, type FaultPoint, type ProcessorDeps } from './types';
+
+/**
+ * One pickup of one job: what the steps (pickup, inputs, submit, follow, finish) share.
+ * The state changes only through job-state's functions, and is persisted through `save`.
+ */
+export class JobRun {
+  readonly jobId: string;
+  readonly signal: AbortSignal;
+  readonly now: () => number;
+  state: JobState;
+  log: Logger;
+  lease: Lease | undefined;
+  /** ComfyUI accepted this process's POST of the prompt (not persisted: see submit) */
+  accepted = false;
+  private readonly cancelMarked = new AbortController();
+  private lastProgress: JobProgress | undefined;
+  private lastProgressAt = 0;
+
+  constructor(
+    readonly deps: ProcessorDeps,
+    readonly job: ImageJob,
+    readonly token: string | undefined,
+    readonly data: JobData,
+    signal: AbortSignal | undefined,
+  ) {
+    this.jobId = job.id!;
+    this.now = deps.now ?? Date.now;
+    this.state = data.state;
+    // BullMQ passes a signal because the processor declares three parameters (aborted by
+    // shutdown, a published cancel, a lost lock); a cancel mark that a write of ours reports
+    // aborts the same way, so a cancel whose message was missed still stops the job
+    this.signal = signal
+      ? AbortSignal.any([signal, this.cancelMarked.signal])
+      : this.cancelMarked.signal;
+    // a child logger per job; it gains the prompt id once there is one
+    this.log = deps.log.child({ jobId: this.jobId, promptId: data.state.promptId });
+  }
+
+  get settings() {
+    return this.deps.settings;
+  }
+
+  /** who analytics events are attributed to */
+  get distinctId(): string {
+    return this.data.request.userId ?? this.jobId;
+  }
+
+  /** the prompt id; every step after pickup has one */
+  get promptId(): string {
+    if (!this.state.promptId) throw new Error(`job ${this.jobId} has no prompt id yet`);
+    return this.state.promptId;
+  }
+
+  /** the client of the instance that holds the prompt */
+  client(): ComfyClient {
+    if (!this.state.comfyuiUrl) throw new Error(`job ${this.jobId} has no ComfyUI instance yet`);
+    return this.deps.pool.client(this.state.comfyuiUrl);
+  }
+
+  socket(): ComfySocket | undefined {
+    return this.state.comfyuiUrl ? this.deps.pool.socket(this.state.comfyuiUrl) : undefined;
+  }
+
+  fault(point: FaultPoint): void {
+    this.deps.fault?.(point);
+  }
+
+  /** Records a cancel mark reported by a write; returns it. */
+  private onCancelMark(requested: boolean): boolean {
+    if (requested && !this.cancelMarked.signal.aborted) this.cancelMarked.abort(ABORT.cancel);
+    return requested;
+  }
+
+  /**
+   * Persists a transition in one round trip: the state, and optionally the progress that
+   * goes with it, a Bull Board log line (only for what an operator needs: recoveries,
+   * resubmissions, retries, failures) and the return value. Resolves true when a cancel
+   * was requested.
+   */
+  async save(
+    next: JobState,
+    line?: string,
+    withProgress?: JobProgress,
+    result?: JobResult,
+  ): Promise<boolean> {
+    if (next.promptId !== this.state.promptId)
+      this.log = this.deps.log.child({ jobId: this.jobId, promptId: next.promptId });
+    this.state = onSaved(next, this.now());
+    const data = { ...this.data, workflow: isTerminal(next) ? null : this.data.workflow };
+    const r = await this.deps.writer.persist(
+      this.jobId,
+      this.token,
+      { ...data, state: this.state },
+      { log: line, progress: withProgress, result },
+    );
+    if (withProgress) {
+      this.lastProgress = withProgress;
+      this.lastProgressAt = this.now();
+    }
+    return this.onCancelMark(r.cancelRequested);
+  }
+
+  /**
+   * Progress writes are coalesced: at most one per PROGRESS_INTERVAL_MS, and only when
+   * the queue position or the PROGRESS_STEP_PERCENT bucket changed, so a prompt costs at
+   * most 100 / PROGRESS_STEP_PERCENT progress writes, however long it runs and however
+   * many nodes it has (the node shown is the one current at the write).
+   */
+  async progress(p: JobProgress, force = false): Promise<void> {
+    const prev = this.lastProgress;
+    const step = this.settings.progressStepPercent;
+    const bucket = (x?: JobProgress) => (x ? Math.floor(x.percent / step) : -1);
+    const changed = !prev || prev.queuePosition !== p.queuePosition || bucket(prev) !== bucket(p);
+    if (!changed) return;
+    if (!force && this.now() - this.lastProgressAt < this.settings.progressIntervalMs) return;
+    this.lastProgress = p;
+    this.lastProgressAt = this.now();
+    const r = await this.deps.writer.progress(this.jobId, this.token, p);
+    this.onCancelMark(r.cancelRequested);
+  }
+
+  /** The progress to save with the outcome: the last node the socket saw, at 100 %. */
+  finalProgress(): JobProgress {
+    // progress writes are coalesced, so lastProgress may lag behind the socket
+    const seen = this.state.promptId ? this.socket()?.progress(this.state.promptId) : undefined;
+    return { ...this.lastProgress, ...seen, percent: 100, queuePosition: undefined };
+  }
+
+  /** Best effort: take the prompt out of ComfyUI (pending → deleted, running → interrupted). */
+  async removePrompt(): Promise<void> {
+    if (!hasLivePrompt(this.state)) return;
+    try {
+      await this.client().cancel(this.promptId);
+    } catch (err) {
+      this.log.warn(
+        { err, promptId: this.state.promptId },
+        'could not remove the prompt from ComfyUI',
+      );
+    }
+  }
+}

@@ -1,0 +1,57 @@
+import { UnrecoverableError } from 'bullmq';
+import type { AnalyticsSink } from '../../analytics';
+import type { ComfyPool } from '../../comfy/pool';
+import type { JobError } from '../../job-state';
+import type { Logger } from '../../logger';
+import type { JobData } from '../../queue';
+import type { JobWriter } from '../persist';
+
+/** Why a job's signal was aborted (the reason passed to worker.cancelJob/cancelAllJobs). */
+export const ABORT = { shutdown: 'shutdown', cancel: 'cancel', lockLost: 'lock-lost' } as const;
+
+/** Named points where tests may kill the process (COMFYQ_CRASH_AT). */
+export type FaultPoint = 'after-prompt-stored' | 'after-post' | 'following' | 'after-outcome-saved';
+
+export interface ProcessorSettings {
+  pollIntervalMs: number;
+  /** stalls (worker deaths) a job survives; one more fails it `stalled` and removes its prompt */
+  maxStalledCount: number;
+  /** at most one progress write per this interval (progress ticks are coalesced) */
+  progressIntervalMs: number;
+  /** a progress write needs the percent to cross a step of this size (or a new node) */
+  progressStepPercent: number;
+  /** when no instance is healthy with a free slot, a new job waits this long (delayed) */
+  healthIntervalMs: number;
+  recoveryCutoffMs: number;
+  jobTimeoutMs: number;
+  submitGraceMs: number;
+}
+
+export interface ProcessorDeps {
+  settings: ProcessorSettings;
+  /** the ComfyUI instances: clients, sockets and job slots */
+  pool: Pick<ComfyPool, 'client' | 'socket' | 'acquire' | 'lease' | 'healthyUrls'>;
+  /** this process's WebSocket client id, sent as client_id */
+  clientId: string;
+  analytics: AnalyticsSink;
+  log: Logger;
+  isCancelRequested: (jobId: string) => Promise<boolean>;
+  /** lock-checked writes: data (+ progress, + log line) in one round trip, and progress */
+  writer: JobWriter;
+  /**
+   * Called before a job's outcome is saved, for jobs with a webhook: enqueues a durable,
+   * idempotent delivery (one per job), so a crash right after the outcome is saved cannot
+   * lose the notification. The delivery reads the job's final state when it runs.
+   */
+  notifyFinished?: (jobId: string, request: JobData['request']) => Promise<void>;
+  fault?: (point: FaultPoint) => void;
+  now?: () => number;
+}
+
+/** A job failure that BullMQ must not retry; its message starts with the public error code. */
+export class JobFailure extends UnrecoverableError {
+  constructor(readonly jobError: JobError) {
+    super(`${jobError.code}: ${jobError.message}`);
+    this.name = 'JobFailure';
+  }
+}
