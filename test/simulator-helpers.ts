@@ -5,6 +5,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { get } from 'node:http';
 import path from 'node:path';
 import WebSocket from 'ws';
 
@@ -183,4 +184,59 @@ export function bodyFrom(
   Object.assign(body, ids);
   edit?.(body.prompt);
   return body;
+}
+
+export interface UploadOptions {
+  name?: string;
+  overwrite?: string;
+  subfolder?: string;
+  type?: string;
+}
+
+/** POST /upload/image with a multipart form, as ComfyUI's front end sends it. */
+export async function uploadTo(base: string, bytes: Buffer | string, opts: UploadOptions = {}) {
+  const form = new FormData();
+  form.append('image', new Blob([bytes], { type: 'image/png' }), opts.name ?? 'probe.png');
+  for (const key of ['overwrite', 'subfolder', 'type'] as const) {
+    const value = opts[key];
+    if (value !== undefined) form.append(key, value);
+  }
+  const res = await fetch(`${base}/upload/image`, { method: 'POST', body: form });
+  const text = await res.text();
+  return { status: res.status, type: res.headers.get('content-type'), text };
+}
+
+/** GET /view on a fresh connection (a simulator restart drops pooled ones). */
+export const viewFrom = (base: string, query: string) =>
+  new Promise<{ status: number; type: string | undefined; body: Buffer }>((resolve, reject) => {
+    get(`${base}/view?${query}`, { agent: false }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () =>
+        resolve({
+          status: res.statusCode!,
+          type: res.headers['content-type'],
+          body: Buffer.concat(chunks),
+        }),
+      );
+      res.on('error', reject);
+    }).on('error', reject);
+  });
+
+/** POSTs a prompt for `ws`'s client, expects 200 and waits for its end marker. */
+export async function postAndWait(
+  base: string,
+  ws: WsClient,
+  clientId: string,
+  prompt: object,
+  promptId = newId(),
+): Promise<string> {
+  const post = await http(base, 'POST', '/prompt', {
+    prompt,
+    client_id: clientId,
+    prompt_id: promptId,
+  });
+  if (post.status !== 200) throw new Error(`POST /prompt answered ${post.status}: ${post.text}`);
+  await ws.done(promptId);
+  return promptId;
 }

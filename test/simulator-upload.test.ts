@@ -4,10 +4,9 @@
  * name, `subfolder` and `type`, the 400s and 500s, and files surviving a restart.
  */
 import { existsSync, readFileSync } from 'node:fs';
-import { get } from 'node:http';
 import path from 'node:path';
 import { createSimulator, type Simulator } from '../src/simulator/server';
-import { http } from './simulator-helpers';
+import { http, uploadTo, viewFrom, type UploadOptions } from './simulator-helpers';
 
 let sim: Simulator;
 
@@ -18,35 +17,8 @@ afterEach(async () => {
   await sim.close();
 });
 
-interface UploadOptions {
-  name?: string;
-  overwrite?: string;
-  subfolder?: string;
-  type?: string;
-}
-
-async function upload(bytes: Buffer | string, opts: UploadOptions = {}) {
-  const form = new FormData();
-  form.append('image', new Blob([bytes], { type: 'image/png' }), opts.name ?? 'probe.png');
-  for (const key of ['overwrite', 'subfolder', 'type'] as const) {
-    const value = opts[key];
-    if (value !== undefined) form.append(key, value);
-  }
-  const res = await fetch(`${sim.url}/upload/image`, { method: 'POST', body: form });
-  const text = await res.text();
-  return { status: res.status, type: res.headers.get('content-type'), text };
-}
-
-/** GET /view on a fresh connection (a restart drops pooled ones). */
-const viewBytes = (query: string) =>
-  new Promise<{ status: number; body: Buffer }>((resolve, reject) => {
-    get(`${sim.url}/view?${query}`, { agent: false }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => resolve({ status: res.statusCode!, body: Buffer.concat(chunks) }));
-      res.on('error', reject);
-    }).on('error', reject);
-  });
+const upload = (bytes: Buffer | string, opts: UploadOptions = {}) => uploadTo(sim.url, bytes, opts);
+const viewBytes = (query: string) => viewFrom(sim.url, query);
 
 describe('POST /upload/image', () => {
   it('stores the file in the input folder and answers {name, subfolder, type}', async () => {

@@ -9,6 +9,7 @@ import {
   bodyFrom,
   http,
   newId,
+  postAndWait,
   promptMessages,
   shape,
   transcript,
@@ -298,13 +299,7 @@ describe('node catalogue', () => {
       '8': { class_type: 'VAEDecode', inputs: { samples: ['3', 0], vae: ['4', 2] } },
       '9': { class_type: 'SaveImage', inputs: { filename_prefix: 'sdxl/fox', images: ['8', 0] } },
     };
-    const post = await http(sim.url, 'POST', '/prompt', {
-      prompt,
-      client_id: 'sdxl',
-      prompt_id: promptId,
-    });
-    expect(post.status).toBe(200);
-    await ws.done(promptId);
+    await postAndWait(sim.url, ws, 'sdxl', prompt, promptId);
     const msgs = promptMessages(ws.messages, promptId);
     const steps = msgs
       .filter((m) => m.type === 'progress')

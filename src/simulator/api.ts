@@ -6,6 +6,7 @@
 import { randomUUID } from 'node:crypto';
 import os from 'node:os';
 import type { Catalog } from './catalog';
+import type { CustomValidators } from './custom-validation';
 import type { ComfyInstance } from './instance';
 import {
   isObject,
@@ -76,6 +77,7 @@ export function postPrompt(
   catalog: Catalog,
   body: Json,
   rules: PromptRules,
+  custom: CustomValidators = {},
 ): Reply {
   const { duplicates } = rules;
   const canonicalOnly = duplicates === 'reject' || rules.version === 'current';
@@ -119,7 +121,7 @@ export function postPrompt(
   const partial = Object.hasOwn(req, 'partial_execution_targets')
     ? req.partial_execution_targets
     : undefined;
-  const valid = validatePrompt(catalog, prompt, partial, checkpointRule);
+  const valid = validatePrompt(catalog, prompt, partial, checkpointRule, custom);
   const extraData: Json = Object.hasOwn(req, 'extra_data') ? req.extra_data : {};
   if (Object.hasOwn(req, 'client_id')) {
     if (!isObject(extraData)) {

@@ -6,7 +6,7 @@
  */
 import type { Catalog } from './catalog';
 import { isLink } from './execution-list';
-import { entriesOf, isObject, stringify, type JsonObject } from './json';
+import { entriesOf, isObject, stringify, type Json, type JsonObject } from './json';
 
 export interface CacheEntry {
   outputs: unknown[];
@@ -18,7 +18,12 @@ export class OutputCache {
   private readonly entries = new Map<string, CacheEntry>();
   private signatures = new Map<string, string>();
 
-  constructor(private readonly catalog: Catalog) {}
+  constructor(
+    private readonly catalog: Catalog,
+    /** `IS_CHANGED`: a value that changes when the node's result would (a file's hash). */
+    private readonly changeKey: (classType: string, inputs: Json) => string | undefined = () =>
+      undefined,
+  ) {}
 
   /** `set_prompt` + `clean_unused`. */
   setPrompt(prompt: JsonObject): void {
@@ -42,7 +47,8 @@ export class OutputCache {
             ? [k, 'link', signature(v[0]), v[1]]
             : [k, stringify(v)],
         );
-      const sig = JSON.stringify([classType, perNode ? id : null, parts]);
+      const changed = this.changeKey(classType, node.inputs) ?? null;
+      const sig = JSON.stringify([classType, perNode ? id : null, parts, changed]);
       visiting.delete(id);
       sigs.set(id, sig);
       return sig;

@@ -18,6 +18,7 @@ import {
   type Json,
   type JsonObject,
 } from './json';
+import { changeKey } from './load-image';
 import { NODE_FUNCTIONS, type NodeRun, type NodeTiming } from './nodes';
 import { ProgressRegistry } from './progress';
 import { PyError, pyContains, pyGetItem } from './py';
@@ -69,7 +70,7 @@ export class PromptExecutor {
   private readonly cache: OutputCache;
 
   constructor(private readonly host: ExecHost) {
-    this.cache = new OutputCache(host.catalog);
+    this.cache = new OutputCache(host.catalog, (c, inputs) => changeKey(host.folders, c, inputs));
   }
 
   private addMessage(event: string, data: JsonObject, broadcast: boolean): void {

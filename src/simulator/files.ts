@@ -120,25 +120,23 @@ export function getSaveImagePath(
   return { folder, filename, counter, subfolder };
 }
 
+/** `folder_paths.annotated_filepath`: `name.png [output]` → (`name.png`, the output folder). */
+export function annotatedFilepath(name: string, folders: SimFolders): [string, string | undefined] {
+  for (const type of ['output', 'input', 'temp']) {
+    const suffix = `[${type}]`;
+    if (name.endsWith(suffix)) return [name.slice(0, -(suffix.length + 1)), folders.byType(type)];
+  }
+  return [name, undefined];
+}
+
 export type ViewResult =
   { status: 400 | 403 | 404 } | { status: 200; file: string; filename: string };
 
 /** `GET /view` path resolution (server.py `view_image`), before any re-encoding. */
 export function resolveView(query: URLSearchParams, folders: SimFolders): ViewResult {
   if (!query.has('filename')) return { status: 404 };
-  let filename = query.get('filename')!;
-  let dir: string | undefined;
-  for (const [suffix, type] of [
-    ['[output]', 'output'],
-    ['[input]', 'input'],
-    ['[temp]', 'temp'],
-  ] as const) {
-    if (filename.endsWith(suffix)) {
-      filename = filename.slice(0, -(suffix.length + 1));
-      dir = folders.byType(type);
-      break;
-    }
-  }
+  const [filename, annotated] = annotatedFilepath(query.get('filename')!, folders);
+  let dir = annotated;
   if (!filename) return { status: 400 };
   if (filename.startsWith('/') || filename.includes('..')) return { status: 400 };
   dir ??= folders.byType(query.get('type') ?? 'output');

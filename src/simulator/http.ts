@@ -4,7 +4,6 @@
  * `application/octet-stream`, errors as aiohttp's text/plain pages), `/view` file serving,
  * the loopback Origin check, and the WebSocket upgrade.
  */
-import { createReadStream, statSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer } from 'ws';
@@ -13,9 +12,11 @@ import * as jobs from './jobs';
 import type { Catalog } from './catalog';
 import { resolveView, type SimFolders } from './files';
 import type { ComfyInstance, SimLogger } from './instance';
+import { customValidators, listInputFiles } from './load-image';
 import { orderedObject, parseJson, stringify, type Json } from './json';
 import { PyError } from './py';
 import { SERVER_FEATURES } from './sockets';
+import { SERVER_HEADER, serveFile } from './serve-file';
 import { uploadImage } from './upload';
 
 export interface HttpContext {
@@ -41,23 +42,10 @@ interface Request {
 
 type Handler = (r: Request, res: ServerResponse) => Promise<api.Reply | void> | api.Reply | void;
 
-const SERVER_HEADER = 'Python/3.11 aiohttp/3.8.4';
 const MAX_BODY_BYTES = 100 * 1024 * 1024;
 const JSON_TYPE = 'application/json; charset=utf-8';
 const TEXT_TYPE = 'text/plain; charset=utf-8';
 const INTERNAL_ERROR = '500 Internal Server Error\n\nServer got itself in trouble';
-const MIME: Record<string, string> = {
-  png: 'image/png',
-  jpg: 'image/jpeg',
-  jpeg: 'image/jpeg',
-  webp: 'image/webp',
-  gif: 'image/gif',
-  json: 'application/json',
-  txt: 'text/plain',
-  mp4: 'video/mp4',
-  webm: 'video/webm',
-};
-
 class BodyTooLarge extends Error {}
 
 function send(
@@ -113,51 +101,10 @@ function originForbidden(req: IncomingMessage): boolean {
   return loopback && hostSide !== '' && originSide !== '' && hostSide !== originSide;
 }
 
-function serveFile(
-  req: IncomingMessage,
-  res: ServerResponse,
-  file: string,
-  filename: string,
-): void {
-  const st = statSync(file, { bigint: true });
-  const size = Number(st.size);
-  const etag = `"${st.mtimeNs.toString(16)}-${size.toString(16)}"`;
-  const ext = filename.split('.').pop()!.toLowerCase();
-  const type = Object.hasOwn(MIME, ext) ? MIME[ext] : 'application/octet-stream';
-  const headers: Record<string, string> = {
-    'Content-Disposition': `filename="${filename}"`,
-    'Content-Type': type,
-    Etag: etag,
-    'Last-Modified': new Date(Number(st.mtimeMs)).toUTCString(),
-    'Accept-Ranges': 'bytes',
-    Server: SERVER_HEADER,
-  };
-  if (req.headers['if-none-match'] === etag) {
-    res.writeHead(304, headers).end();
-    return;
-  }
-  const range = /^bytes=(\d*)-(\d*)$/.exec(req.headers.range ?? '');
-  if (range && (range[1] || range[2])) {
-    const start = range[1] ? Number(range[1]) : Math.max(0, size - Number(range[2]));
-    const end = range[1] && range[2] ? Math.min(Number(range[2]), size - 1) : size - 1;
-    if (start >= size || start > end) {
-      res.writeHead(416, { 'Content-Range': `bytes */${size}`, Server: SERVER_HEADER }).end();
-      return;
-    }
-    res.writeHead(206, {
-      ...headers,
-      'Content-Range': `bytes ${start}-${end}/${size}`,
-      'Content-Length': String(end - start + 1),
-    });
-    createReadStream(file, { start, end }).pipe(res);
-    return;
-  }
-  res.writeHead(200, { ...headers, 'Content-Length': String(size) });
-  createReadStream(file).pipe(res);
-}
-
 function routes(ctx: HttpContext): Record<string, Partial<Record<'GET' | 'POST', Handler>>> {
   const inst = () => ctx.instance();
+  const custom = customValidators(ctx.folders);
+  const withInputFiles = (raw: string) => listInputFiles(raw, ctx.folders);
   return {
     '/': {
       GET: (_r, res) => send(res, 200, 'text/html', '<!doctype html><title>ComfyUI</title>\n'),
@@ -185,10 +132,16 @@ function routes(ctx: HttpContext): Record<string, Partial<Record<'GET' | 'POST',
     '/prompt': {
       GET: () => api.getPrompt(inst()),
       POST: async (r) =>
-        api.postPrompt(inst(), ctx.catalog, await r.body(), {
-          version: ctx.version,
-          duplicates: ctx.duplicatePromptIds,
-        }),
+        api.postPrompt(
+          inst(),
+          ctx.catalog,
+          await r.body(),
+          {
+            version: ctx.version,
+            duplicates: ctx.duplicatePromptIds,
+          },
+          custom,
+        ),
     },
     '/queue': {
       GET: () => api.getQueue(inst()),
@@ -204,8 +157,15 @@ function routes(ctx: HttpContext): Record<string, Partial<Record<'GET' | 'POST',
     },
     '/interrupt': { POST: async (r) => api.postInterrupt(inst(), await r.text()) },
     '/free': { POST: async (r) => api.postFree(await r.body()) },
-    '/object_info': { GET: () => ({ kind: 'raw-json', status: 200, body: ctx.catalog.rawAll }) },
-    '/object_info/{}': { GET: (r) => api.objectInfoOf(ctx.catalog, r.param) },
+    '/object_info': {
+      GET: () => ({ kind: 'raw-json', status: 200, body: withInputFiles(ctx.catalog.rawAll) }),
+    },
+    '/object_info/{}': {
+      GET: (r) => {
+        const info = api.objectInfoOf(ctx.catalog, r.param);
+        return info.kind === 'raw-json' ? { ...info, body: withInputFiles(info.body) } : info;
+      },
+    },
     '/view': {
       GET: (r, res) => {
         const v = resolveView(r.url.searchParams, ctx.folders);

@@ -5,14 +5,12 @@
  * KSampler spends `samplerStepMs` per step with one progress per step; loaders and VAE
  * decoding take a couple of steps' time; image nodes are instant.
  */
-import { writeFileSync } from 'node:fs';
-import path from 'node:path';
-import { getSaveImagePath, type SimFolders } from './files';
-import { orderedObject, PyFloat, stringify, type Json, type JsonObject } from './json';
-import { encodeSolidPng } from './png';
-import { PyError, pyGetItem, pyIter, pyNumber, pyStr, pyTypeName } from './py';
-import { nodeTraceback } from './traceback';
-import { colorOf, hash, SimConditioning, SimImage, SimLatent, SimModel, type Rgb } from './values';
+import type { SimFolders } from './files';
+import { PyFloat, type JsonObject } from './json';
+import { num } from './node-util';
+import { IMAGE_NODES } from './nodes-image';
+import { PyError, pyStr, pyTypeName } from './py';
+import { colorOf, hash, SimConditioning, SimImage, SimLatent, SimModel } from './values';
 
 export interface NodeTiming {
   progressIntervalMs: number;
@@ -37,9 +35,7 @@ export interface NodeResult {
 }
 
 type Inputs = Record<string, unknown>;
-type NodeFn = (run: NodeRun, inputs: Inputs) => Promise<NodeResult>;
-
-const num = (v: unknown) => Number(pyNumber(v) ?? NaN);
+export type NodeFn = (run: NodeRun, inputs: Inputs) => Promise<NodeResult>;
 
 function expect<T>(value: unknown, cls: new (...a: never[]) => T, attr: string): T {
   if (value instanceof cls) return value;
@@ -53,101 +49,8 @@ function expectModel(value: unknown, kind: SimModel['kind'], attr: string): SimM
   return m;
 }
 
-async function saveImages(
-  run: NodeRun,
-  images: unknown,
-  filenamePrefix: string,
-  prompt: unknown,
-  extraPnginfo: unknown,
-  kind: 'output' | 'temp',
-): Promise<NodeResult> {
-  if (!(images instanceof SimImage)) {
-    throw new PyError(
-      'TypeError',
-      `'${pyTypeName(images)}' object is not subscriptable`,
-      nodeTraceback(['nodes.py', 1590, 'save_images', 'images[0].shape[1]']),
-    );
-  }
-  const dir = kind === 'output' ? run.folders.output : run.folders.temp;
-  const target = getSaveImagePath(filenamePrefix, dir, images.width, images.height);
-  const texts: [string, string][] = [];
-  if (prompt !== null && prompt !== undefined) texts.push(['prompt', stringify(prompt)]);
-  if (extraPnginfo !== null && extraPnginfo !== undefined) {
-    for (const k of pyIter(extraPnginfo as Json))
-      texts.push([pyStr(k), stringify(pyGetItem(extraPnginfo, k))]);
-  }
-  const results: JsonObject[] = [];
-  let counter = target.counter;
-  for (let b = 0; b < images.colors.length; b++) {
-    const file = `${target.filename.replaceAll('%batch_num%', String(b))}_${String(counter).padStart(5, '0')}_.png`;
-    writeFileSync(
-      path.join(target.folder, file),
-      encodeSolidPng(
-        images.width,
-        images.height,
-        images.bytes(b),
-        texts,
-        kind === 'output' ? 4 : 1,
-      ),
-    );
-    results.push(
-      orderedObject<Json>([
-        ['filename', file],
-        ['subfolder', target.subfolder],
-        ['type', kind],
-      ]),
-    );
-    counter++;
-  }
-  return { outputs: [], ui: { images: results } };
-}
-
-const TEMP_LETTERS = 'abcdefghijklmnopqrstupvxyz'; // sic, as in ComfyUI's PreviewImage
-
 export const NODE_FUNCTIONS: Record<string, NodeFn> = {
-  async EmptyImage(_run, { width, height, batch_size, color }) {
-    const c = num(color);
-    const rgb = [16, 8, 0].map((shift) => Math.fround(((c >> shift) & 0xff) / 0xff)) as Rgb;
-    return {
-      outputs: [
-        new SimImage(
-          num(width),
-          num(height),
-          Array.from({ length: num(batch_size) }, () => rgb),
-        ),
-      ],
-    };
-  },
-
-  async ImageInvert(_run, { image }) {
-    if (!(image instanceof SimImage)) {
-      throw new PyError(
-        'TypeError',
-        `unsupported operand type(s) for -: 'float' and '${pyTypeName(image)}'`,
-      );
-    }
-    const colors = image.colors.map((rgb) => rgb.map((v) => Math.fround(1 - v)) as Rgb);
-    return { outputs: [new SimImage(image.width, image.height, colors)] };
-  },
-
-  SaveImage: (run, i) =>
-    saveImages(run, i.images, String(i.filename_prefix), i.prompt, i.extra_pnginfo, 'output'),
-
-  PreviewImage(run, i) {
-    const tag = Array.from(
-      { length: 5 },
-      () => TEMP_LETTERS[Math.floor(Math.random() * TEMP_LETTERS.length)],
-    ).join('');
-    return saveImages(run, i.images, `ComfyUI_temp_${tag}`, i.prompt, i.extra_pnginfo, 'temp');
-  },
-
-  async LoadImage(_run, { image }) {
-    throw new PyError(
-      'FileNotFoundError',
-      `[Errno 2] No such file or directory: '${pyStr(image)}'`,
-    );
-  },
-
+  ...IMAGE_NODES,
   async TestSleep(run, { value, seconds }) {
     const total = num(seconds);
     const start = performance.now();

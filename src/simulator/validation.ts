@@ -5,6 +5,7 @@
  * Anything Python would raise outside its own try blocks is thrown as a PyError (→ HTTP 500).
  */
 import type { Catalog } from './catalog';
+import { customErrors, type CustomValidators } from './custom-validation';
 import { isObject, orderedObject, setKey, type Json, type JsonObject } from './json';
 import {
   PyError,
@@ -91,6 +92,7 @@ class Validator {
     private readonly catalog: Catalog,
     private readonly prompt: JsonObject,
     private readonly comboRule: ComboRule,
+    private readonly custom: CustomValidators,
   ) {}
 
   validateInputs(id: string): Verdict {
@@ -113,6 +115,7 @@ class Validator {
     const classType = pyGetItem(node, 'class_type') as string;
     const errors: PromptError[] = [];
     let valid = true;
+    const validator = Object.hasOwn(this.custom, classType) ? this.custom[classType] : undefined;
     for (const x of this.catalog.validInputs(classType)) {
       const { type, category, extra } = this.catalog.inputInfo(classType, x)!;
       if (!pyContains(inputs, x)) {
@@ -158,9 +161,11 @@ class Validator {
         );
         continue;
       }
-      const e = this.checkValue(classType, x, val, type, extra, info);
+      const skip = validator?.inputs.includes(x);
+      const e = skip ? null : this.checkValue(classType, x, val, type, extra, info);
       if (e) errors.push(e);
     }
+    if (validator) errors.push(...customErrors(validator, classType, inputs as JsonObject));
     const verdict: Verdict = errors.length > 0 || !valid ? [false, errors, id] : [true, [], id];
     this.validated.set(id, verdict);
     return verdict;
@@ -282,6 +287,7 @@ export function validatePrompt(
   prompt: Json,
   partialTargets: Json | undefined,
   comboRule: ComboRule = () => false,
+  custom: CustomValidators = {},
 ): Validation {
   const outputs: string[] = [];
   for (const x of pyIter(prompt)) {
@@ -321,7 +327,7 @@ export function validatePrompt(
     };
   }
 
-  const v = new Validator(catalog, prompt as JsonObject, comboRule);
+  const v = new Validator(catalog, prompt as JsonObject, comboRule, custom);
   const good: string[] = [];
   const failures: [string, PromptError[]][] = [];
   const nodeErrors: Record<string, NodeError> = orderedObject([]);

@@ -1,32 +1,75 @@
 /**
- * The values that flow between simulated nodes. Images are solid colors per batch item,
- * held as float32 channel values like ComfyUI's `[B, H, W, 3]` tensors (no pixel buffers).
+ * The values that flow between simulated nodes. Images are held like ComfyUI's `[B, H, W, 3]`
+ * float32 tensors: each batch item is either one solid color (EmptyImage, VAEDecode: no
+ * pixel buffer needed) or real pixels (LoadImage) in a Float32Array, so arithmetic on them
+ * rounds to float32 exactly as torch does.
  */
 import { createHash } from 'node:crypto';
 import { tensorRepr } from './traceback';
 
 export type Rgb = [r: number, g: number, b: number];
 
+/** One batch item: a solid color, or H·W·3 channel values in row-major HWC order. */
+export type Frame = Rgb | Float32Array;
+
+/** `np.clip(255. * x, 0, 255).astype(np.uint8)` for a float32 x (SaveImage's conversion). */
+export function toByte(v: number): number {
+  const x = Math.fround(255 * v);
+  return Number.isNaN(x) ? 0 : Math.trunc(Math.min(255, Math.max(0, x)));
+}
+
 export class SimImage {
   constructor(
     readonly width: number,
     readonly height: number,
-    /** float32 channel values in 0..1, one color per batch item. */
-    readonly colors: Rgb[],
+    /** float32 channel values in 0..1, one frame per batch item. */
+    readonly frames: Frame[],
   ) {}
 
-  /** PIL's bytes: `np.clip(255. * image, 0, 255).astype(np.uint8)` in float32. */
-  bytes(batchIndex: number): Rgb {
-    return this.colors[batchIndex].map((v) => {
-      const x = Math.fround(255 * v);
-      return Number.isNaN(x) ? 0 : Math.trunc(Math.min(255, Math.max(0, x)));
-    }) as Rgb;
+  get batch(): number {
+    return this.frames.length;
+  }
+
+  /** An element-wise float32 operation (`1.0 - image`, …). */
+  map(fn: (v: number) => number): SimImage {
+    const frames = this.frames.map((f) =>
+      f instanceof Float32Array ? f.map(fn) : (f.map((v) => Math.fround(fn(v))) as Rgb),
+    );
+    return new SimImage(this.width, this.height, frames);
+  }
+
+  /** PIL's bytes of one batch item: a solid color, or H·W·3 bytes. */
+  bytes(batchIndex: number): Rgb | Uint8Array {
+    const f = this.frames[batchIndex];
+    if (!(f instanceof Float32Array)) return f.map(toByte) as Rgb;
+    const out = new Uint8Array(f.length);
+    for (let i = 0; i < f.length; i++) out[i] = toByte(f[i]);
+    return out;
+  }
+
+  valueAt(b: number, y: number, x: number, c: number): number {
+    const f = this.frames[b];
+    return f instanceof Float32Array ? f[(y * this.width + x) * 3 + c] : f[c];
   }
 
   toPyStr(): string {
-    return tensorRepr(
-      [this.colors.length, this.height, this.width, 3],
-      ([b, , , c]) => this.colors[b][c],
+    return tensorRepr([this.batch, this.height, this.width, 3], ([b, y, x, c]) =>
+      this.valueAt(b, y, x, c),
+    );
+  }
+}
+
+/** A `[B, H, W]` float32 mask (LoadImage's second output); `values` null means all zeros. */
+export class SimMask {
+  constructor(
+    readonly width: number,
+    readonly height: number,
+    readonly values: Float32Array | null,
+  ) {}
+
+  toPyStr(): string {
+    return tensorRepr([1, this.height, this.width], ([, y, x]) =>
+      this.values ? this.values[y * this.width + x] : 0,
     );
   }
 }

@@ -1,0 +1,37 @@
+/** Small pieces shared by the node implementations. */
+import { orderedObject, stringify, type Json, type JsonObject } from './json';
+import { pyGetItem, pyIter, pyNumber, pyStr } from './py';
+
+/** A Python int/float/bool input as a JS number (NaN for anything else). */
+export const num = (v: unknown) => Number(pyNumber(v) ?? NaN);
+
+/**
+ * The metadata output nodes embed: `prompt` as JSON, then one entry per `extra_pnginfo` key
+ * (PNG `tEXt` chunks for images, container tags for audio).
+ */
+export function metadataTexts(prompt: unknown, extraPnginfo: unknown): [string, string][] {
+  const texts: [string, string][] = [];
+  if (prompt !== null && prompt !== undefined) texts.push(['prompt', stringify(prompt)]);
+  if (extraPnginfo !== null && extraPnginfo !== undefined) {
+    for (const k of pyIter(extraPnginfo as Json))
+      texts.push([pyStr(k), stringify(pyGetItem(extraPnginfo, k))]);
+  }
+  return texts;
+}
+
+const TEMP_LETTERS = 'abcdefghijklmnopqrstupvxyz'; // sic, as in ComfyUI
+
+/** The 5 random letters of PreviewImage's / PreviewAudio's temp file names. */
+export const tempTag = () =>
+  Array.from(
+    { length: 5 },
+    () => TEMP_LETTERS[Math.floor(Math.random() * TEMP_LETTERS.length)],
+  ).join('');
+
+/** One `{filename, subfolder, type}` entry of a node's UI output. */
+export const fileEntry = (filename: string, subfolder: string, type: string): JsonObject =>
+  orderedObject<Json>([
+    ['filename', filename],
+    ['subfolder', subfolder],
+    ['type', type],
+  ]);

@@ -1,0 +1,89 @@
+/**
+ * The image nodes: EmptyImage, LoadImage (real pixels from the input folder), ImageInvert
+ * (`1.0 - image` in float32), SaveImage (output) and PreviewImage (temp), which write the
+ * real PNG of the image that reaches them.
+ */
+import { writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { getSaveImagePath } from './files';
+import { loadImage } from './load-image';
+import { fileEntry, metadataTexts, num, tempTag } from './node-util';
+import type { NodeFn, NodeResult, NodeRun } from './nodes';
+import { encodeRgbPng, encodeSolidPng } from './png';
+import { PyError, pyTypeName } from './py';
+import { nodeTraceback } from './traceback';
+import { SimImage, type Rgb } from './values';
+
+async function saveImages(
+  run: NodeRun,
+  images: unknown,
+  filenamePrefix: string,
+  texts: [string, string][],
+  kind: 'output' | 'temp',
+): Promise<NodeResult> {
+  if (!(images instanceof SimImage)) {
+    throw new PyError(
+      'TypeError',
+      `'${pyTypeName(images)}' object is not subscriptable`,
+      nodeTraceback(['nodes.py', 1590, 'save_images', 'images[0].shape[1]']),
+    );
+  }
+  const dir = kind === 'output' ? run.folders.output : run.folders.temp;
+  const target = getSaveImagePath(filenamePrefix, dir, images.width, images.height);
+  const level = kind === 'output' ? 4 : 1;
+  const results = [];
+  let counter = target.counter;
+  for (let b = 0; b < images.batch; b++) {
+    const file = `${target.filename.replaceAll('%batch_num%', String(b))}_${String(counter).padStart(5, '0')}_.png`;
+    const bytes = images.bytes(b);
+    const png =
+      bytes instanceof Uint8Array
+        ? encodeRgbPng(images.width, images.height, bytes, texts, level)
+        : encodeSolidPng(images.width, images.height, bytes, texts, level);
+    writeFileSync(path.join(target.folder, file), png);
+    results.push(fileEntry(file, target.subfolder, kind));
+    counter++;
+  }
+  return { outputs: [], ui: { images: results } };
+}
+
+export const IMAGE_NODES: Record<string, NodeFn> = {
+  async EmptyImage(_run, { width, height, batch_size, color }) {
+    const c = num(color);
+    const rgb = [16, 8, 0].map((shift) => Math.fround(((c >> shift) & 0xff) / 0xff)) as Rgb;
+    const frames = Array.from({ length: num(batch_size) }, () => rgb);
+    return { outputs: [new SimImage(num(width), num(height), frames)] };
+  },
+
+  async LoadImage(run, { image }) {
+    return { outputs: loadImage(run.folders, image) };
+  },
+
+  async ImageInvert(_run, { image }) {
+    if (!(image instanceof SimImage)) {
+      throw new PyError(
+        'TypeError',
+        `unsupported operand type(s) for -: 'float' and '${pyTypeName(image)}'`,
+      );
+    }
+    return { outputs: [image.map((v) => 1 - v)] };
+  },
+
+  SaveImage: (run, i) =>
+    saveImages(
+      run,
+      i.images,
+      String(i.filename_prefix),
+      metadataTexts(i.prompt, i.extra_pnginfo),
+      'output',
+    ),
+
+  PreviewImage: (run, i) =>
+    saveImages(
+      run,
+      i.images,
+      `ComfyUI_temp_${tempTag()}`,
+      metadataTexts(i.prompt, i.extra_pnginfo),
+      'temp',
+    ),
+};
