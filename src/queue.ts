@@ -24,12 +24,20 @@ export interface JobRequest {
   webhookUrl?: string;
   idempotencyKey?: string;
   metadata?: Record<string, unknown>;
+  /** the name of the API key that submitted the job, when keys are scoped (API_KEYS name:key) */
+  owner?: string;
 }
 
 export interface JobData {
   v: number;
-  /** dropped (null) once the job is finished, so retained jobs stay small */
+  /**
+   * null for jobs the API adds: their workflow is the job hash's own WORKFLOW_FIELD, so no
+   * read of the job (view, events, cancel, state writes) carries it. Jobs added before that
+   * (or by tests) may hold it here; workers read either (`readWorkflow`).
+   */
   workflow: Workflow | null;
+  /** the workflow's node count (progress needs it without reading the workflow) */
+  nodes?: number;
   request: JobRequest;
   state: JobState;
 }
@@ -78,6 +86,8 @@ export const IMAGE_JOB_NAME = 'image';
 export const CANCEL_CHANNEL_SUFFIX = 'cancel';
 /** Field on the BullMQ job hash that marks a requested cancel (durable part of the signal). */
 export const CANCEL_FIELD = 'cancelRequested';
+/** Field on the job hash that holds the workflow (JSON) of jobs the API adds; removed on success. */
+export const WORKFLOW_FIELD = 'workflow';
 
 export function cancelChannel(s: Pick<QueueSettings, 'queuePrefix' | 'queueName'>): string {
   return `${s.queuePrefix}:${s.queueName}:${CANCEL_CHANNEL_SUFFIX}`;
@@ -149,6 +159,6 @@ export function startRetentionCleaner(
 }
 
 /** The data of a new job: what the API enqueues. */
-export function newJobData(workflow: Workflow, request: JobRequest, now: number): JobData {
+export function newJobData(workflow: Workflow | null, request: JobRequest, now: number): JobData {
   return { v: JOB_DATA_VERSION, workflow, request, state: initialState(now) };
 }

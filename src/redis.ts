@@ -43,9 +43,13 @@ export function redisOptions(settings: RedisSettings, role: RedisRole): RedisOpt
     base[CLUSTER_OPTION] = true;
   }
   if (role === 'producer') {
+    // fail fast, never twice: a command is refused while disconnected (no offline queue),
+    // and one in flight when the connection drops is rejected at once, never resent after
+    // the reconnect (the API then answers `outcome_unknown`, not a second write)
     return {
       ...base,
-      maxRetriesPerRequest: 1,
+      maxRetriesPerRequest: 0,
+      autoResendUnfulfilledCommands: false,
       enableOfflineQueue: false,
       connectTimeout: 2_000,
       // keep trying to reconnect, at most every 2 s, so the API recovers by itself

@@ -6,7 +6,7 @@ import {
   type BullState,
   type JobSnapshot,
 } from '../src/api/job-view';
-import { idempotentJobId } from '../src/api/store';
+import { idempotentJobId } from '../src/api/enqueue';
 import { initialState, type JobState } from '../src/job-state';
 import { newJobData } from '../src/queue';
 

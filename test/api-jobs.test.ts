@@ -79,10 +79,13 @@ describe('API: jobs without a worker', () => {
     const first = await post({ idempotencyKey: 'order-1', userId: 'alice' });
     expect(first.status).toBe(202);
     expect(first.body.id).toMatch(/^idem-/);
-    const again = await post({ idempotencyKey: 'order-1', userId: 'alice', jobType: 'other' });
+    const again = await post({ idempotencyKey: 'order-1', userId: 'alice' });
     expect(again.status).toBe(200);
     expect(again.body).toMatchObject({ id: first.body.id, status: 'queued' });
-    // the stored job is the first one, not the second request's data
+    // the same key with another body: refused, and the stored job is the first one
+    const other = await post({ idempotencyKey: 'order-1', userId: 'alice', jobType: 'other' });
+    expect(other.status).toBe(422);
+    expect(other.body.error.code).toBe('idempotency_key_reuse');
     const view = await request(h.app).get(`/v1/jobs/${first.body.id}`);
     expect(view.body.jobType).toBe('image');
     const bob = await post({ idempotencyKey: 'order-1', userId: 'bob' });
@@ -223,7 +226,7 @@ describe('API: jobs without a worker', () => {
     );
     const create = doc.components.schemas.CreateJob;
     expect(create.required).toEqual(['workflow']);
-    expect(create.properties.priority).toMatchObject({ minimum: 0, maximum: 2097152 });
+    expect(create.properties.priority).toMatchObject({ minimum: 0, maximum: 2097151 });
     expect(create.properties.jobType).toMatchObject({ maxLength: 256 });
     expect(doc.components.schemas.JobView.properties.status.enum).toEqual([
       'queued',

@@ -1,4 +1,5 @@
 import request from 'supertest';
+import { LIMITS } from '../src/api/schemas';
 import { startApiHarness, type ApiHarness } from './helpers/api-harness';
 
 /**
@@ -16,6 +17,20 @@ const wf = () => ({
 });
 const body = (extra: Record<string, unknown> = {}) => JSON.stringify({ workflow: wf(), ...extra });
 const withNode = (id: string, n: unknown) => JSON.stringify({ workflow: { ...wf(), [id]: n } });
+const keys = (n: number, v: unknown) =>
+  Object.fromEntries(Array.from({ length: n }, (_, i) => [`k${i}`, v]));
+const nodes = (n: number) =>
+  Object.fromEntries(Array.from({ length: n }, (_, i) => [String(i), node('A')])) as Record<
+    string,
+    unknown
+  >;
+/** `n` links spread over nodes of at most 400 inputs, all to node "0" */
+const links = (n: number) => {
+  const wf: Record<string, unknown> = { '0': node('A') };
+  for (let i = 0; i * 400 < n; i++)
+    wf[`n${i}`] = node('B', keys(Math.min(400, n - i * 400), ['0', 0]));
+  return wf;
+};
 const nested = (depth: number) => '['.repeat(depth) + ']'.repeat(depth);
 
 interface Case {
@@ -81,7 +96,7 @@ const CASES: Case[] = [
   { name: 'idempotencyKey 257 chars', raw: body({ idempotencyKey: 'k'.repeat(257) }), status: 400, code: 'invalid_request', field: 'idempotencyKey' },
   { name: 'idempotencyKey a number', raw: body({ idempotencyKey: 12 }), status: 400, code: 'invalid_request', field: 'idempotencyKey' },
   { name: 'priority negative', raw: body({ priority: -1 }), status: 400, code: 'invalid_request', field: 'priority' },
-  { name: 'priority too high', raw: body({ priority: 2_097_153 }), status: 400, code: 'invalid_request', field: 'priority' },
+  { name: 'priority too high', raw: body({ priority: 2_097_152 }), status: 400, code: 'invalid_request', field: 'priority' },
   { name: 'priority fractional', raw: body({ priority: 1.5 }), status: 400, code: 'invalid_request', field: 'priority' },
   { name: 'priority a string', raw: body({ priority: '1' }), status: 400, code: 'invalid_request', field: 'priority' },
   { name: 'priority 1e308', raw: body({ priority: 1e308 }), status: 400, code: 'invalid_request', field: 'priority' },
@@ -90,6 +105,12 @@ const CASES: Case[] = [
   { name: 'webhookUrl javascript:', raw: body({ webhookUrl: 'javascript:alert(1)' }), status: 400, code: 'invalid_request', field: 'webhookUrl' },
   { name: 'webhookUrl to loopback', raw: body({ webhookUrl: 'http://127.0.0.1:9/hook' }), status: 400, code: 'invalid_request', field: 'webhookUrl' },
   { name: 'webhookUrl to a private range', raw: body({ webhookUrl: 'https://[fd00::1]/hook' }), status: 400, code: 'invalid_request', field: 'webhookUrl' },
+  { name: 'webhookUrl to 6to4', raw: body({ webhookUrl: 'http://[2002:7f00:1::1]/hook' }), status: 400, code: 'invalid_request', field: 'webhookUrl' },
+  { name: 'webhookUrl to a TEST-NET', raw: body({ webhookUrl: 'http://203.0.113.5/hook' }), status: 400, code: 'invalid_request', field: 'webhookUrl' },
+  { name: 'webhookUrl without host', raw: body({ webhookUrl: 'http:///x' }), status: 400, code: 'invalid_request', field: 'webhookUrl' },
+  { name: 'webhookUrl single-label host', raw: body({ webhookUrl: 'http://intranet/hook' }), status: 400, code: 'invalid_request', field: 'webhookUrl' },
+  { name: 'webhookUrl unresolvable host', raw: body({ webhookUrl: 'https://hooks.nowhere.invalid/x' }), status: 400, code: 'invalid_request', field: 'webhookUrl' },
+  { name: 'webhookUrl localhost..', raw: body({ webhookUrl: 'http://localhost../x' }), status: 400, code: 'invalid_request', field: 'webhookUrl' },
   { name: 'metadata an array', raw: body({ metadata: [1, 2] }), status: 400, code: 'invalid_request', field: 'metadata' },
   { name: 'metadata a string', raw: body({ metadata: 'x' }), status: 400, code: 'invalid_request', field: 'metadata' },
   { name: 'metadata null', raw: body({ metadata: null }), status: 400, code: 'invalid_request', field: 'metadata' },
@@ -178,10 +199,55 @@ describe('API: malformed requests', () => {
     expect(res.status).toBe(202);
   });
 
+  it('lists at most 20 problems and says how many there were', async () => {
+    const workflow: Record<string, unknown> = {};
+    for (let i = 0; i < 50; i++)
+      workflow[String(i)] = { class_type: 'A', inputs: { x: ['gone', 0] } };
+    const res = await request(h.app).post('/v1/jobs').send({ workflow });
+    expect(res.status).toBe(400);
+    expect(res.body.error.details).toHaveLength(LIMITS.details);
+    expect(res.body.error.message).toBe(`50 problems; the first ${LIMITS.details} are listed`);
+  });
+
+  it.each([
+    ['nodes', () => nodes(LIMITS.nodes + 1), 'workflow', `more than ${LIMITS.nodes} nodes`],
+    [
+      'inputs of one node',
+      () => ({ '1': { class_type: 'A', inputs: keys(LIMITS.inputsPerNode + 1, 1) } }),
+      'workflow.1.inputs',
+      `more than ${LIMITS.inputsPerNode} inputs`,
+    ],
+    ['links', () => links(LIMITS.links + 1), 'workflow', `more than ${LIMITS.links} links`],
+  ])('refuses a workflow over the cap on %s with one detail', async (_what, make, path, text) => {
+    const res = await request(h.app).post('/v1/jobs').send({ workflow: make() });
+    expect(res.status).toBe(400);
+    expect(res.body.error.details).toEqual([{ path, message: expect.stringContaining(text) }]);
+  });
+
+  it('accepts a workflow at every cap', async () => {
+    const wf = nodes(LIMITS.nodes);
+    wf['0'] = { class_type: 'A', inputs: keys(LIMITS.inputsPerNode, 1) };
+    const res = await request(h.app).post('/v1/jobs').send({ workflow: wf });
+    expect(res.status).toBe(202);
+    const res2 = await request(h.app)
+      .post('/v1/jobs')
+      .send({ workflow: links(LIMITS.links) });
+    expect(res2.status).toBe(202);
+  });
+
+  it(`accepts priority ${LIMITS.maxPriority}, BullMQ's largest`, async () => {
+    const res = await request(h.app)
+      .post('/v1/jobs')
+      .send({ workflow: wf(), priority: LIMITS.maxPriority });
+    expect(res.status).toBe(202);
+    const view = await request(h.app).get(`/v1/jobs/${res.body.id}`);
+    expect(view.body.status).toBe('queued');
+  });
+
   it('accepts a public webhookUrl', async () => {
     const res = await request(h.app)
       .post('/v1/jobs')
-      .send({ workflow: wf(), webhookUrl: 'https://hooks.example.com/comfy?x=1' });
+      .send({ workflow: wf(), webhookUrl: 'https://8.8.8.8/comfy?x=1' });
     expect(res.status).toBe(202);
   });
 

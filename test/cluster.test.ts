@@ -84,6 +84,7 @@ describe('on a real Redis Cluster', () => {
     services = await createApiServices(config, log);
     const app = createApp({
       store: services.store,
+      parser: services.parser,
       hub: services.hub,
       comfy: services.comfy,
       log,

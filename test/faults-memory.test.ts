@@ -38,6 +38,7 @@ describe('Redis at maxmemory (noeviction)', () => {
     services = await createApiServices(config, log);
     app = createApp({
       store: services.store,
+      parser: services.parser,
       hub: services.hub,
       comfy: services.comfy,
       log,

@@ -23,6 +23,7 @@ import {
   type WebhookEvent,
 } from '../src/webhooks';
 import { createWebhookQueue, deliveryJobId, type WebhookQueue } from '../src/webhooks/queue';
+import { UNRESOLVABLE_ATTEMPTS } from '../src/webhooks/deliver';
 import type { LookupAll } from '../src/webhooks/url-policy';
 import { startRedis, type RedisServer } from './helpers/redis-server';
 import { waitFor } from './helpers/wait';
@@ -292,6 +293,20 @@ describe('webhook delivery (real Redis, real HTTP receiver)', () => {
     expect(delivery!.attemptsMade).toBe(1);
     expect(receiver.received).toHaveLength(0);
     expect(await sys.counts()).toEqual({ refused: 1 });
+  });
+
+  it(`fails a delivery whose host does not resolve after ${UNRESOLVABLE_ATTEMPTS} attempts, not after all of them`, async () => {
+    sys = await setup({ WEBHOOK_ALLOW_PRIVATE: '0' });
+    const job = await sys.enqueue('http://hooks.nowhere.invalid/x');
+    await job.waitUntilFinished(sys.events);
+    await sys.startWebhooks();
+    await waitFor('the delivery job to fail', async () =>
+      (await sys.deliveryState(job.id!)) === 'failed' ? true : undefined,
+    );
+    const delivery = await sys.deliveryJob(job.id!);
+    expect(delivery!.failedReason).toMatch(/^unresolvable: .*hooks\.nowhere\.invalid/);
+    expect(delivery!.attemptsMade).toBe(UNRESOLVABLE_ATTEMPTS);
+    expect(UNRESOLVABLE_ATTEMPTS).toBeLessThan(FAST.attempts);
   });
 
   it('sends unsigned deliveries (id and timestamp only) without WEBHOOK_SECRET', async () => {

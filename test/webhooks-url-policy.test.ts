@@ -1,5 +1,6 @@
 import type { LookupAddress } from 'node:dns';
 import {
+  checkWebhookTarget,
   checkWebhookUrl,
   guardedLookup,
   nonPublicRange,
@@ -43,6 +44,18 @@ describe('checkWebhookUrl (submission time, literal hosts)', () => {
     ['http://[::]/hook', 'unspecified'],
     ['http://100.64.0.1/hook', 'shared'],
     ['http://224.0.0.1/hook', 'multicast'],
+    // the gaps of issue #14
+    ['http://[::ffff:0:127.0.0.1]/hook', 'IPv4-translated'],
+    ['http://[::ffff:0:8.8.8.8]/hook', 'IPv4-translated'],
+    ['http://[2002:7f00:1::1]/hook', '6to4'],
+    ['http://[2002:808:808::1]/hook', '6to4'],
+    ['http://[64:ff9b:1::a00:1]/hook', 'NAT64 local-use'],
+    ['http://[2001:0:4136:e378:8000:63bf:3fff:fdd2]/hook', 'Teredo'],
+    ['http://192.0.2.10/hook', 'TEST-NET'],
+    ['http://198.51.100.7/hook', 'TEST-NET'],
+    ['http://203.0.113.99/hook', 'TEST-NET'],
+    ['http://[2001:db8::1]/hook', 'documentation'],
+    ['http://255.255.255.255/hook', 'broadcast'],
   ])('refuses %s (%s)', (url, kind) => {
     const msg = checkWebhookUrl(url, false);
     expect(msg).toContain(kind);
@@ -57,6 +70,23 @@ describe('checkWebhookUrl (submission time, literal hosts)', () => {
       expect(checkWebhookUrl(url, true)).toBeNull();
     },
   );
+
+  it.each(['http://localhost../hook', 'http://a..example.com/hook'])(
+    'refuses %s (an empty host label)',
+    (url) => {
+      expect(checkWebhookUrl(url, false)).toMatch(/empty host label/);
+    },
+  );
+
+  it('refuses http:///x (no host after "//", which WHATWG URL would read as host "x")', () => {
+    expect(checkWebhookUrl('http:///x', false)).toMatch(/must name a host/);
+    expect(checkWebhookUrl('http:///x', true)).toMatch(/must name a host/);
+  });
+
+  it('refuses single-label hosts unless private targets are allowed', () => {
+    expect(checkWebhookUrl('http://intranet/hook', false)).toMatch(/fully qualified/);
+    expect(checkWebhookUrl('http://receiver:8080/hook', true)).toBeNull();
+  });
 
   it.each([
     'https://example.com/hooks/comfy?token=abc',
@@ -79,6 +109,29 @@ describe('nonPublicRange', () => {
     expect(nonPublicRange('fe80::abcd')).toBe('link-local');
     expect(nonPublicRange('1.1.1.1')).toBeNull();
     expect(nonPublicRange('example.com')).toBeNull();
+  });
+});
+
+describe('checkWebhookTarget (submission time, with DNS)', () => {
+  it('refuses a host that does not resolve (.invalid never does, RFC 6761)', async () => {
+    expect(await checkWebhookTarget('https://hooks.nowhere.invalid/x', false)).toMatch(
+      /does not resolve/,
+    );
+    expect(await checkWebhookTarget('https://hooks.nowhere.invalid/x', true)).toMatch(
+      /does not resolve/,
+    );
+  });
+
+  it('refuses a name that resolves to a private address, allows it with allowPrivate', async () => {
+    const dns: LookupAll = (_host, _opts, cb) => cb(null, [{ address: '10.0.0.7', family: 4 }]);
+    expect(await checkWebhookTarget('http://private.example.com/x', false, dns)).toMatch(
+      /resolves to a private address \(10\.0\.0\.7\)/,
+    );
+    expect(await checkWebhookTarget('http://private.example.com/x', true, dns)).toBeNull();
+  });
+
+  it('literal public addresses need no DNS', async () => {
+    expect(await checkWebhookTarget('https://8.8.8.8/x', false)).toBeNull();
   });
 });
 

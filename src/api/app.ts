@@ -5,6 +5,7 @@ import { bearerAuth } from './auth';
 import { ApiError, errorHandler, notFoundHandler, sendError } from './errors';
 import { JOBS_BASE, jobsRouter } from './jobs-routes';
 import { buildOpenApiDocument } from './openapi';
+import type { BodyParser } from './parse-pool';
 import type { JobEventHub } from './sse';
 import type { JobStore } from './store';
 
@@ -15,6 +16,8 @@ import type { JobStore } from './store';
 
 export interface ApiDeps {
   store: JobStore;
+  /** parses and validates job bodies off the event loop (ApiServices owns it) */
+  parser: BodyParser;
   hub: JobEventHub;
   /** the ComfyUI client for an instance URL (outputs are streamed from where they were made) */
   comfy: (baseUrl: string) => ComfyClient;
@@ -27,7 +30,7 @@ export interface ApiDeps {
   /** extra mounts before the 404 handler: the dashboard, later the webhooks admin */
   mounts?: Array<{ path: string; handlers: RequestHandler[] }>;
   /** the webhook URL policy (SSRF guard) applied at submission: a refusal reason or null */
-  webhookUrlPolicy?: (url: string) => string | null | undefined;
+  webhookUrlPolicy?: (url: string) => Promise<string | null> | string | null | undefined;
   /** GET /metrics (Prometheus text), added by the metrics issue */
   metrics?: RequestHandler;
 }
@@ -71,6 +74,7 @@ export function createApp(deps: ApiDeps): Express {
     JOBS_BASE,
     jobsRouter({
       store: deps.store,
+      parser: deps.parser,
       hub: deps.hub,
       comfy: deps.comfy,
       log: deps.log,

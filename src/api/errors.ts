@@ -1,5 +1,6 @@
 import type { ErrorRequestHandler, RequestHandler, Response } from 'express';
 import type { Logger } from '../logger';
+import { BodyParserBusyError } from './parse-pool';
 
 /**
  * The API's error shape and the one error handler. Every error leaves the API as
@@ -15,6 +16,11 @@ export type ApiErrorCode =
   | 'payload_too_large'
   | 'unsupported_media_type'
   | 'queue_unavailable'
+  | 'outcome_unknown'
+  | 'server_busy'
+  | 'idempotency_key_reuse'
+  | 'rate_limited'
+  | 'queue_full'
   | 'comfyui_unreachable'
   | 'internal_error';
 
@@ -31,9 +37,26 @@ export class ApiError extends Error {
     message: string,
     readonly details?: FieldIssue[],
     readonly headers: Record<string, string> = {},
+    /** the job an `outcome_unknown` concerns */
+    readonly jobId?: string,
   ) {
     super(message);
     this.name = 'ApiError';
+  }
+}
+
+/**
+ * A write was sent and Redis did not confirm it (the connection broke or the answer came too
+ * late): it may or may not have happened. `jobId` is the id the job has if it was created.
+ */
+export class OutcomeUnknownError extends Error {
+  constructor(
+    readonly operation: string,
+    readonly jobId: string,
+    options: { cause?: unknown } = {},
+  ) {
+    super(`Redis did not confirm ${operation} of job ${jobId}`, options);
+    this.name = 'OutcomeUnknownError';
   }
 }
 
@@ -57,6 +80,7 @@ export function sendError(res: Response, err: ApiError): void {
       code: err.code,
       message: err.message,
       ...(err.details ? { details: err.details } : {}),
+      ...(err.jobId ? { jobId: err.jobId } : {}),
     },
   });
 }
@@ -76,6 +100,23 @@ export function toApiError(err: unknown): ApiError {
   if (err instanceof ApiError) return err;
   if (err instanceof QueueUnavailableError) {
     return new ApiError(503, 'queue_unavailable', err.message, undefined, { 'Retry-After': '2' });
+  }
+  if (err instanceof OutcomeUnknownError) {
+    const how =
+      err.operation === 'a cancel'
+        ? 'send the DELETE again with the same Idempotency-Key, or GET the job'
+        : 'send the request again with the same Idempotency-Key (safe), or GET the job';
+    return new ApiError(
+      503,
+      'outcome_unknown',
+      `${err.message}: it may or may not have happened; ${how}`,
+      undefined,
+      { 'Retry-After': '2' },
+      err.jobId,
+    );
+  }
+  if (err instanceof BodyParserBusyError) {
+    return new ApiError(503, 'server_busy', err.message, undefined, { 'Retry-After': '1' });
   }
   const e = err as { type?: string; status?: number; statusCode?: number } | undefined;
   const mapped = e?.type ? BODY_ERRORS[e.type] : undefined;

@@ -1,14 +1,21 @@
 import { pipeline } from 'node:stream/promises';
-import express, { Router, type RequestHandler } from 'express';
+import { Router, type Request } from 'express';
 import type { ComfyClient, ViewResponse } from '../comfy/client';
 import { ComfyUnreachableError } from '../errors';
 import type { JobData } from '../queue';
 import type { Logger } from '../logger';
 import { ApiError, notFound } from './errors';
 import { toJobView, type JobView } from './job-view';
-import { CreateJobSchema, LIMITS, jsonDepthExceeds, toFieldIssues } from './schemas';
+import { ownedBy, type JobStore } from './store';
+import {
+  createJobHandler,
+  idempotencyKeyOf,
+  rawJsonBody,
+  requireJsonBody,
+  type CreateJobDeps,
+} from './create-job';
+import type { BodyParser } from './parse-pool';
 import { streamJobEvents, type JobEventHub } from './sse';
-import type { JobStore } from './store';
 
 /** The /v1/jobs routes (DESIGN "HTTP API"). */
 
@@ -18,38 +25,15 @@ export interface JobsRouterDeps {
   comfy: (baseUrl: string) => ComfyClient;
   log: Logger;
   sseHeartbeatMs: number;
+  parser: BodyParser;
   /** extra webhookUrl policy (SSRF guard): the reason a URL is refused, or null */
-  webhookUrlPolicy?: (url: string) => string | null | undefined;
+  webhookUrlPolicy?: CreateJobDeps['webhookUrlPolicy'];
+  /** the caller's API key name when keys are scoped (bearerAuth sets it) */
+  ownerOf?: (req: Request) => string | undefined;
+  admit?: CreateJobDeps['admit'];
 }
 
 export const JOBS_BASE = '/v1/jobs';
-const JSON_TYPES = ['application/json', 'application/*+json'];
-
-const invalid = (
-  details: { path: string; message: string }[],
-  message = 'the request is invalid',
-) => new ApiError(400, 'invalid_request', message, details);
-
-/** 400 without a body, 415 for a body that is not JSON, before anything is read. */
-const requireJsonBody: RequestHandler = (req, _res, next) => {
-  const length = req.headers['content-length'];
-  const hasBody =
-    req.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0');
-  if (!hasBody) return next(invalid([{ path: '', message: 'a JSON body is required' }]));
-  if (!req.is(JSON_TYPES)) {
-    return next(
-      new ApiError(
-        415,
-        'unsupported_media_type',
-        'the body must be JSON (Content-Type: application/json)',
-      ),
-    );
-  }
-  next();
-};
-
-const jsonParser = express.json({ limit: LIMITS.bodyBytes, strict: false, type: JSON_TYPES });
-
 export function jobsRouter(deps: JobsRouterDeps): Router {
   const { store } = deps;
   const router = Router();
@@ -57,41 +41,31 @@ export function jobsRouter(deps: JobsRouterDeps): Router {
     self: `${JOBS_BASE}/${encodeURIComponent(id)}`,
     events: `${JOBS_BASE}/${encodeURIComponent(id)}/events`,
   });
-  const readView = async (id: string): Promise<JobView | null> => {
+  const ownerOf = deps.ownerOf ?? (() => undefined);
+  /** the snapshot if the caller may see the job (a scoped key sees only its own) */
+  const readOwn = async (req: Request, id: string) => {
     const s = await store.read(id);
-    return s ? toJobView(s, JOBS_BASE) : null;
+    return s && ownedBy(s, ownerOf(req)) ? s : null;
   };
+  const viewer =
+    (req: Request) =>
+    async (id: string): Promise<JobView | null> => {
+      const s = await readOwn(req, id);
+      return s ? toJobView(s, JOBS_BASE) : null;
+    };
 
-  router.post('/', requireJsonBody, jsonParser, async (req, res) => {
-    const body: unknown = req.body;
-    if (body === null || typeof body !== 'object' || Array.isArray(body)) {
-      throw invalid([{ path: '', message: 'the body must be a JSON object' }]);
-    }
-    if (jsonDepthExceeds(body, LIMITS.jsonDepth)) {
-      throw invalid([
-        { path: '', message: `the body is nested deeper than ${LIMITS.jsonDepth} levels` },
-      ]);
-    }
-    const parsed = CreateJobSchema.safeParse(body);
-    if (!parsed.success) throw invalid(toFieldIssues(parsed.error.issues));
-    const refused = parsed.data.webhookUrl && deps.webhookUrlPolicy?.(parsed.data.webhookUrl);
-    if (refused) throw invalid([{ path: 'webhookUrl', message: refused }]);
-    const r = await store.enqueue(parsed.data);
-    res
-      .status(r.created ? 202 : 200)
-      .location(links(r.id).self)
-      .json({ id: r.id, status: r.status, links: links(r.id) });
-  });
+  router.post('/', requireJsonBody, rawJsonBody, createJobHandler({ ...deps, links, ownerOf }));
 
   router.get('/:id', async (req, res) => {
-    const view = await readView(req.params.id);
+    const view = await viewer(req)(req.params.id);
     if (!view) throw notFound(`job ${req.params.id.slice(0, 100)} not found`);
     res.json(view);
   });
 
   router.delete('/:id', async (req, res) => {
     const id = req.params.id;
-    const r = await store.cancel(id);
+    const key = idempotencyKeyOf(req, undefined);
+    const r = await store.cancel(id, { idempotencyKey: key, owner: ownerOf(req) });
     if (r.outcome === 'not_found') throw notFound(`job ${id.slice(0, 100)} not found`);
     if (r.outcome === 'already_finished') {
       throw new ApiError(409, 'already_finished', `job ${id} is already ${r.status}`);
@@ -102,7 +76,7 @@ export function jobsRouter(deps: JobsRouterDeps): Router {
   router.get('/:id/events', async (req, res) => {
     await streamJobEvents(req, res, req.params.id, {
       hub: deps.hub,
-      readView,
+      readView: viewer(req),
       heartbeatMs: deps.sseHeartbeatMs,
       log: deps.log,
     });
@@ -110,7 +84,7 @@ export function jobsRouter(deps: JobsRouterDeps): Router {
 
   router.get('/:id/outputs/:n', async (req, res) => {
     const { id, n } = req.params;
-    const s = /^\d{1,6}$/.test(n) ? await store.read(id) : null;
+    const s = /^\d{1,6}$/.test(n) ? await readOwn(req, id) : null;
     const output = s ? toJobView(s, JOBS_BASE).outputs?.[Number(n)] : undefined;
     const comfyuiUrl = (s?.data as Partial<JobData> | undefined)?.state?.comfyuiUrl;
     if (!output || !comfyuiUrl)

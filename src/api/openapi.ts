@@ -11,7 +11,12 @@ const ErrorSchema = z.strictObject({
   error: z.strictObject({
     code: z.string(),
     message: z.string(),
-    details: z.array(z.strictObject({ path: z.string(), message: z.string() })).optional(),
+    details: z
+      .array(z.strictObject({ path: z.string(), message: z.string() }))
+      .max(20)
+      .optional()
+      .describe('at most 20 entries; message says how many problems there were'),
+    jobId: z.string().optional().describe('outcome_unknown: the id the job has if it exists'),
   }),
 });
 
@@ -34,9 +39,19 @@ const json = (name: string) => ({ content: { 'application/json': { schema: ref(n
 const error = (description: string) => ({ description, ...json('Error') });
 
 const jobId = { name: 'id', in: 'path', required: true, schema: { type: 'string' } };
+const idempotencyKey = {
+  name: 'Idempotency-Key',
+  in: 'header',
+  required: false,
+  description:
+    'IETF draft header ("…" or a bare token, ≤ 256 characters); the same as the body idempotencyKey',
+  schema: { type: 'string', maxLength: 258 },
+};
 const common = {
   '401': error('unauthorized: missing or invalid API key'),
-  '503': error('queue_unavailable: Redis did not answer within 2 s'),
+  '503': error(
+    'queue_unavailable (nothing changed), outcome_unknown (a write Redis did not confirm; error.jobId names the job; retry with the same Idempotency-Key) or server_busy',
+  ),
 };
 
 export function buildOpenApiDocument(opts: { version: string; auth: boolean }) {
@@ -62,6 +77,7 @@ export function buildOpenApiDocument(opts: { version: string; auth: boolean }) {
       '/v1/jobs': {
         post: {
           summary: 'Enqueue a ComfyUI workflow',
+          parameters: [idempotencyKey],
           requestBody: { required: true, ...json('CreateJob') },
           responses: {
             '200': {
@@ -72,6 +88,7 @@ export function buildOpenApiDocument(opts: { version: string; auth: boolean }) {
             '400': error('invalid_json or invalid_request (details: one entry per bad field)'),
             '413': error('payload_too_large: body over 5 MB'),
             '415': error('unsupported_media_type: the body must be application/json'),
+            '422': error('idempotency_key_reuse: the key was used with a different body'),
             ...common,
           },
         },
@@ -88,7 +105,7 @@ export function buildOpenApiDocument(opts: { version: string; auth: boolean }) {
         },
         delete: {
           summary: 'Cancel the job',
-          parameters: [jobId],
+          parameters: [jobId, idempotencyKey],
           responses: {
             '202': {
               description: 'cancel requested; the job reads as cancelled',

@@ -10,11 +10,22 @@ export const LIMITS = {
   bodyBytes: 5 * 1024 * 1024,
   shortString: 256,
   metadataBytes: 4096,
-  maxPriority: 2_097_152,
+  /** BullMQ's largest priority (2^21 - 1) */
+  maxPriority: 2_097_151,
   urlLength: 2048,
   nodeIdLength: 256,
   /** nesting depth of the JSON body; deeper input could overflow JSON.stringify's stack */
   jsonDepth: 64,
+  /**
+   * Workflow caps, checked in one cheap pass before any other validation. The largest
+   * workflows we know of have a few hundred nodes with a few dozen inputs each; these are
+   * 10-100 times that, and keep the cost of one request bounded.
+   */
+  nodes: 5_000,
+  inputsPerNode: 500,
+  links: 20_000,
+  /** at most this many entries in an error's `details` (its message says how many there were) */
+  details: 20,
 } as const;
 
 const shortString = (what: string) =>
@@ -98,7 +109,7 @@ export const CreateJobSchema = z.strictObject({
     .min(0, 'priority must be at least 0')
     .max(LIMITS.maxPriority, `priority must be at most ${LIMITS.maxPriority}`)
     .optional()
-    .describe('0 (default, first) to 2097152; lower runs first'),
+    .describe(`0 (default, first) to ${LIMITS.maxPriority}; lower runs first`),
   webhookUrl: WebhookUrlSchema.optional(),
   idempotencyKey: shortString('idempotencyKey')
     .optional()

@@ -6,6 +6,7 @@ import type { Config } from '../config';
 import type { Logger } from '../logger';
 import { cancelChannel, createImageQueue, startRetentionCleaner, type ImageQueue } from '../queue';
 import { createRedis, describeRedis, redisOptions, warnIfEvicting } from '../redis';
+import { createBodyParser, type BodyParser } from './parse-pool';
 import { createJobEventHub, type JobEventHub } from './sse';
 import { createJobStore, type JobStore } from './store';
 
@@ -34,6 +35,7 @@ export interface ApiServices {
   redis: IORedis;
   queueEvents: QueueEvents;
   store: JobStore;
+  parser: BodyParser;
   hub: JobEventHub;
   comfy: (baseUrl: string) => ComfyClient;
   /** ends SSE streams, stops the cleaner, closes every connection; safe to call twice */
@@ -152,8 +154,11 @@ export async function createApiServices(config: ApiConfig, log: Logger): Promise
       return c;
     };
 
+    const parser = createBodyParser();
+    closers.unshift(['body parser threads', () => parser.close()]);
+
     const store = createJobStore({ queue, redis, settings: config });
-    return { queue, redis, queueEvents, store, hub, comfy, close };
+    return { queue, redis, queueEvents, store, parser, hub, comfy, close };
   } catch (err) {
     await close();
     throw err;

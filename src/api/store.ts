@@ -1,18 +1,14 @@
-import { createHash } from 'node:crypto';
 import type IORedis from 'ioredis';
 import {
   CANCEL_FIELD,
-  IMAGE_JOB_NAME,
   cancelChannel,
   jobKey,
-  newJobData,
   type ImageJob,
   type ImageQueue,
   type JobData,
-  type JobRequest,
-  type Workflow,
 } from '../queue';
-import { QueueUnavailableError } from './errors';
+import { createEnqueue, withBudget } from './enqueue';
+import { OutcomeUnknownError, QueueUnavailableError } from './errors';
 import {
   QUEUE_POSITION_LIMIT,
   publicStatus,
@@ -21,7 +17,7 @@ import {
   type JobSnapshot,
   type PublicStatus,
 } from './job-view';
-import { DEFAULT_JOB_TYPE, JOB_ID_PATTERN, type CreateJobBody } from './schemas';
+import { JOB_ID_PATTERN } from './schemas';
 
 /**
  * Everything the API reads and writes in Redis, each operation bounded by a timeout so a
@@ -41,9 +37,23 @@ export interface JobStoreDeps {
   redis: IORedis;
   settings: JobStoreSettings;
   now?: () => number;
+  /** test seam: runs right before the cancel mark is sent */
+  beforeCancelMark?: () => Promise<unknown>;
 }
 
-export type EnqueueResult = { id: string; created: boolean; status: PublicStatus };
+export interface CancelOptions {
+  /** the DELETE's Idempotency-Key: the same key again answers like the first */
+  idempotencyKey?: string;
+  /** a scoped API key's name: other owners' jobs are not found */
+  owner?: string;
+}
+
+/** A scoped key (owner) sees only its own jobs; an admin key (no owner) sees all. */
+export function ownedBy(s: JobSnapshot, owner: string | undefined): boolean {
+  if (owner === undefined) return true;
+  return (s.data as Partial<JobData> | null)?.request?.owner === owner;
+}
+
 export type CancelResult =
   | { outcome: 'cancelled' }
   | { outcome: 'not_found' }
@@ -53,20 +63,42 @@ export type CancelResult =
  * Sets the durable cancel mark only on a job that exists and has not finished, atomically
  * (no stray hash for a job that retention just removed, one winner among concurrent cancels),
  * and publishes the cancel to workers in the same step, so an API that dies right after the
- * mark cannot leave a running job unaware of it. ARGV: field, value, channel, job id.
- * Returns 1 set, 0 already marked, -1 no such job, -2 finished.
+ * mark cannot leave a running job unaware of it. The cancel's idempotency key is kept beside
+ * the mark, so the same DELETE again is recognised as a repeat.
+ * ARGV: field, value, channel, job id, key field, idempotency key ('' for none).
+ * Returns 1 set, 2 already set by this key, 0 already marked, -1 no such job, -2 finished.
  */
 const CANCEL_MARK_LUA = `
 if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+if ARGV[6] ~= '' and redis.call('HGET', KEYS[1], ARGV[5]) == ARGV[6] then return 2 end
 if redis.call('HEXISTS', KEYS[1], 'finishedOn') == 1 then return -2 end
 local set = redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2])
-if set == 1 then redis.call('PUBLISH', ARGV[3], ARGV[4]) end
+if set == 1 then
+  if ARGV[6] ~= '' then redis.call('HSET', KEYS[1], ARGV[5], ARGV[6]) end
+  redis.call('PUBLISH', ARGV[3], ARGV[4])
+end
 return set`;
 
+/** Field beside the cancel mark: the Idempotency-Key of the DELETE that set it. */
+const CANCEL_KEY_FIELD = 'cancelKey';
+
+/** The hash fields a job's view is made of: never the workflow (DESIGN "The API boundary"). */
+const SNAPSHOT_FIELDS = [
+  'data',
+  'progress',
+  'returnvalue',
+  'failedReason',
+  'timestamp',
+  'processedOn',
+  'finishedOn',
+  'ats',
+  CANCEL_FIELD,
+];
+
 /**
- * A job's snapshot in one round trip (`snapshot()`): its hash, its BullMQ state and, for a
- * waiting or prioritized job, the jobs ahead of it. Returns nil for a job with no hash,
- * else { state, jobs ahead (-1: none), HGETALL }.
+ * A job's snapshot in one round trip (`snapshot()`): the fields of its hash that the view
+ * needs, its BullMQ state and, for a waiting or prioritized job, the jobs ahead of it.
+ * Returns nil for a job with no hash, else { state, jobs ahead (-1: none), field/value list }.
  *
  * The state is BullMQ's `getStateV2-8.lua`, check for check and in its order, except how
  * `wait` is searched: from its tail, where workers take jobs (`RPOPLPUSH wait active` in
@@ -77,12 +109,18 @@ return set`;
  * ARGV[2] jobs ahead. Plain jobs run before prioritized ones, which run in ZRANK order.
  *
  * KEYS: job hash, completed, failed, delayed, prioritized, active, wait, paused,
- * waiting-children (all under the queue's hash tag). ARGV: job id, scan bound (>= 1).
+ * waiting-children (all under the queue's hash tag). ARGV: job id, scan bound (>= 1), then
+ * the hash fields to read (HMGET: the workflow, however large, is never read).
  */
 const SNAPSHOT_LUA = `
 local rcall = redis.call
-local hash = rcall("HGETALL", KEYS[1])
-if #hash == 0 then return nil end
+if rcall("EXISTS", KEYS[1]) == 0 then return nil end
+local values = rcall("HMGET", KEYS[1], unpack(ARGV, 3))
+local hash = {}
+for i = 3, #ARGV do
+  local v = values[i - 2]
+  if v then hash[#hash + 1] = ARGV[i]; hash[#hash + 1] = v end
+end
 local id, bound = ARGV[1], tonumber(ARGV[2])
 local state, ahead = "unknown", -1
 if rcall("ZSCORE", KEYS[2], id) then state = "completed"
@@ -116,14 +154,6 @@ export function isConnectionError(err: unknown): boolean {
   return (
     err.name === 'MaxRetriesPerRequestError' || CONNECTION_ERROR.test(`${code} ${err.message}`)
   );
-}
-
-/** The deterministic job id of an idempotency key, scoped by user (no ':' and never an integer). */
-export function idempotentJobId(key: string, userId: string | undefined): string {
-  const digest = createHash('sha256')
-    .update(JSON.stringify([userId ?? null, key]))
-    .digest('hex');
-  return `idem-${digest}`;
 }
 
 export function createJobStore(deps: JobStoreDeps) {
@@ -177,6 +207,7 @@ export function createJobStore(deps: JobStoreDeps) {
       ...stateKeys,
       id,
       String(QUEUE_POSITION_LIMIT),
+      ...SNAPSHOT_FIELDS,
     );
     if (!reply) return null;
     const [state, ahead, flat] = reply;
@@ -198,80 +229,34 @@ export function createJobStore(deps: JobStoreDeps) {
       return guard('a job read', () => snapshot(id));
     },
 
-    /**
-     * Adds the job. With an idempotency key the job id is derived from it: a second request
-     * finds the stored job (re-read with getJob: BullMQ ignores a duplicate id silently and
-     * its add() returns data it never stored).
-     */
-    enqueue(body: CreateJobBody): Promise<EnqueueResult> {
-      return guard('an enqueue', async () => {
-        const request: JobRequest = { jobType: body.jobType ?? DEFAULT_JOB_TYPE };
-        if (body.userId !== undefined) request.userId = body.userId;
-        if (body.webhookUrl !== undefined) request.webhookUrl = body.webhookUrl;
-        if (body.idempotencyKey !== undefined) request.idempotencyKey = body.idempotencyKey;
-        if (body.metadata !== undefined) request.metadata = body.metadata;
-        const at = now();
-        const data = newJobData(body.workflow as Workflow, request, at);
-        const jobId = body.idempotencyKey
-          ? idempotentJobId(body.idempotencyKey, body.userId)
-          : undefined;
+    /** the public status of a snapshot */
+    statusOf: publicStatus,
 
-        if (jobId) {
-          const existing = await snapshot(jobId);
-          if (existing) return { id: jobId, created: false, status: publicStatus(existing) };
-        }
-        const added = await queue.add(IMAGE_JOB_NAME, data, {
-          ...(jobId ? { jobId } : {}),
-          ...(body.priority ? { priority: body.priority } : {}),
-          timestamp: at,
-        });
-        const id = added.id!;
-        if (!jobId) return { id, created: true, status: 'queued' };
-        // a concurrent request with the same key may have won the race: trust what is stored
-        const stored = await snapshot(id);
-        if (!stored) return { id, created: true, status: 'queued' };
-        // (two identical requests within the same millisecond are indistinguishable: both 202)
-        const storedRequest = (stored.data as Partial<JobData> | null)?.request;
-        const ours =
-          stored.timestamp === at && JSON.stringify(storedRequest) === JSON.stringify(request);
-        return { id, created: ours, status: publicStatus(stored) };
-      });
-    },
+    /** Adds the job (see enqueue.ts): created, existing (same key and body), key_reused. */
+    enqueue: createEnqueue({ queue, settings, budgetMs, now }),
 
     /**
-     * Requests a cancel: the durable mark on the job hash, then a message on the cancel
-     * channel for the worker that holds it. A job waiting in the queue is moved to the
-     * front (or promoted, if delayed) so a worker fails it as `cancelled` at pickup, which
-     * also removes a prompt it may still have in ComfyUI.
+     * Requests a cancel: the durable mark on the job hash with the message to the worker that
+     * holds it (one script). A job waiting in the queue is then moved to the front (or
+     * promoted, if delayed) so a worker fails it as `cancelled` at pickup, which also removes
+     * a prompt it may still have in ComfyUI. An error means nothing changed, or (outcome
+     * unknown) that the mark may be set: the same DELETE with the same key is then safe.
      */
-    cancel(id: string): Promise<CancelResult> {
-      if (!JOB_ID_PATTERN.test(id)) return Promise.resolve({ outcome: 'not_found' });
-      return guard('a cancel', async () => {
-        const before = await snapshot(id);
-        if (!before) return { outcome: 'not_found' };
-        const status = publicStatus(before);
-        if (status === 'completed' || status === 'failed' || status === 'cancelled') {
-          return { outcome: 'already_finished', status };
-        }
-        const set = (await redis.eval(
-          CANCEL_MARK_LUA,
-          1,
-          jobKey(settings, id),
-          CANCEL_FIELD,
-          new Date(now()).toISOString(),
-          cancelChannel(settings),
-          id,
-        )) as number;
-        if (set === -1) return { outcome: 'not_found' };
-        if (set !== 1) {
-          const after = await snapshot(id);
-          return after
-            ? { outcome: 'already_finished', status: publicStatus(after) }
-            : { outcome: 'not_found' };
-        }
-        await hurry(id, before.bullState);
-        return { outcome: 'cancelled' };
-      });
+    async cancel(id: string, opts: CancelOptions = {}): Promise<CancelResult> {
+      if (!JOB_ID_PATTERN.test(id)) return { outcome: 'not_found' };
+      const before = await guard('a cancel', () => snapshot(id));
+      if (!before || !ownedBy(before, opts.owner)) return { outcome: 'not_found' };
+      const status = publicStatus(before);
+      if (status === 'completed' || status === 'failed') {
+        return { outcome: 'already_finished', status };
+      }
+      await deps.beforeCancelMark?.();
+      const set = await mark(id, opts.idempotencyKey ?? '');
+      if (set === -1) return { outcome: 'not_found' };
+      if (set !== 1 && set !== 2) return { outcome: 'already_finished', status: 'cancelled' };
+      // best effort, bounded: the cancel happened whatever this does
+      await withBudget(hurry(id, before.bullState), budgetMs, 'hurry').catch(() => {});
+      return { outcome: 'cancelled' };
     },
 
     /** PING within `timeoutMs` (readiness). */
@@ -292,6 +277,31 @@ export function createJobStore(deps: JobStoreDeps) {
       }
     },
   };
+
+  /** The cancel mark script; a failure after sending it is an unknown outcome. */
+  async function mark(id: string, key: string): Promise<number> {
+    if (redis.status !== 'ready') throw new QueueUnavailableError('a cancel (not connected)');
+    const sent = redis.eval(
+      CANCEL_MARK_LUA,
+      1,
+      jobKey(settings, id),
+      CANCEL_FIELD,
+      new Date(now()).toISOString(),
+      cancelChannel(settings),
+      id,
+      CANCEL_KEY_FIELD,
+      key,
+    ) as Promise<number>;
+    try {
+      return await withBudget(sent, budgetMs, 'a cancel');
+    } catch (err) {
+      const cause = (err as { cause?: unknown }).cause ?? err;
+      if (!(err instanceof QueueUnavailableError) && /Stream isn't writeable/.test(String(err))) {
+        throw new QueueUnavailableError('a cancel', { cause });
+      }
+      throw new OutcomeUnknownError('a cancel', id, { cause });
+    }
+  }
 
   /** Best effort: the job may have moved on meanwhile, which is fine (the mark is durable). */
   async function hurry(id: string, state: BullState): Promise<void> {

@@ -16,7 +16,7 @@ import { describeRedis } from '../redis';
 import { createApiMetrics, metricsHandler, registerQueueDepth } from '../metrics';
 import { startRetentionCleaner } from '../queue';
 import { createWebhookQueue } from '../webhooks/queue';
-import { checkWebhookUrl } from '../webhooks/url-policy';
+import { checkWebhookTarget } from '../webhooks/url-policy';
 import pkg from '../../package.json';
 
 async function main() {
@@ -98,13 +98,14 @@ async function main() {
   });
   const app = createApp({
     store: services.store,
+    parser: services.parser,
     hub: services.hub,
     comfy: services.comfy,
     log,
     apiKeys: config.apiKeys,
     version: pkg.version,
     mounts: dashboard ? [dashboard] : [],
-    webhookUrlPolicy: (url) => checkWebhookUrl(url, config.webhookAllowPrivate),
+    webhookUrlPolicy: (url) => checkWebhookTarget(url, config.webhookAllowPrivate),
     metrics: metricsHandler(metrics),
   });
   if (config.apiKeys.length === 0)

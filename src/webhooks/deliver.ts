@@ -19,7 +19,16 @@ import type {
   WebhookEventType,
 } from './queue';
 import type { WebhookSigner } from './signing';
-import { checkWebhookUrl, guardedLookup, WebhookRefusedError, type LookupAll } from './url-policy';
+import {
+  checkWebhookUrl,
+  guardedLookup,
+  isNoSuchHost,
+  WebhookRefusedError,
+  type LookupAll,
+} from './url-policy';
+
+/** A host that does not resolve this many attempts in a row fails the delivery (not retried). */
+export const UNRESOLVABLE_ATTEMPTS = 3;
 
 /**
  * The delivery processor. Runs in its own queue, so nothing here can re-run or fail the image
@@ -158,6 +167,13 @@ export function createDeliveryProcessor(deps: DeliveryDeps) {
       if (err instanceof UnrecoverableError) throw err;
       if (err instanceof WebhookRefusedError) return refuse(err.message);
       const reason = err instanceof Error ? err.message : String(err);
+      if (isNoSuchHost(err) && attempt >= UNRESOLVABLE_ATTEMPTS) {
+        count('failed');
+        log.warn({ err: reason, attempt }, 'webhook host does not resolve; not retried');
+        throw new UnrecoverableError(
+          `unresolvable: ${origin(url)} did not resolve in ${attempt} attempts (${reason})`,
+        );
+      }
       throw failed(`failed: ${reason}`, { err: reason }, err);
     }
     throw failed(`answered ${status}`, { status });

@@ -2,11 +2,13 @@ import type IORedis from 'ioredis';
 import type { Cluster } from 'ioredis';
 import {
   CANCEL_FIELD,
+  WORKFLOW_FIELD,
   jobKey,
   type JobData,
   type JobProgress,
   type JobResult,
   type QueueSettings,
+  type Workflow,
 } from '../queue';
 
 /**
@@ -43,13 +45,17 @@ end
 /**
  * ARGV: token, data, progress, log line, cancel field, return value, job id.
  * The return value is written with the outcome, so a worker that dies before BullMQ's
- * moveToFinished finds the outputs in the job (BullMQ writes the same value again).
+ * moveToFinished finds the outputs in the job (BullMQ writes the same value again); the
+ * workflow field goes with it (a failed job keeps its workflow until retention).
  */
 const PERSIST_LUA = `${LOCK_CHECK}${WRITE_PROGRESS}
 redis.call("HSET", KEYS[1], "data", ARGV[2])
 if ARGV[3] ~= "" then writeProgress(ARGV[3], ARGV[7]) end
 if ARGV[4] ~= "" then redis.call("RPUSH", KEYS[2], ARGV[4]) end
-if ARGV[6] ~= "" then redis.call("HSET", KEYS[1], "returnvalue", ARGV[6]) end
+if ARGV[6] ~= "" then
+  redis.call("HSET", KEYS[1], "returnvalue", ARGV[6])
+  redis.call("HDEL", KEYS[1], "${WORKFLOW_FIELD}")
+end
 if redis.call("HEXISTS", KEYS[1], ARGV[5]) == 1 then return 1 end
 return 0
 `;
@@ -100,6 +106,8 @@ export interface JobWriter {
     token: string | undefined,
     progress: JobProgress,
   ): Promise<{ cancelRequested: boolean }>;
+  /** the workflow of a job the API added (its own hash field), parsed; null if absent */
+  readWorkflow(jobId: string): Promise<Workflow | null>;
 }
 
 export function createJobWriter(
@@ -132,6 +140,10 @@ export function createJobWriter(
       );
       check(r, jobId);
       return { cancelRequested: r === 1 };
+    },
+    async readWorkflow(jobId) {
+      const text = await client.hget(keys(jobId)[0], WORKFLOW_FIELD);
+      return text === null ? null : (JSON.parse(text) as Workflow);
     },
     async progress(jobId, token, progress) {
       const r = await client.comfyqProgress!(

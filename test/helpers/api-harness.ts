@@ -9,7 +9,7 @@ import { createApp, type ApiDeps } from '../../src/api/app';
 import { createApiServices, type ApiServices } from '../../src/api/services';
 import { loadConfig, type Config } from '../../src/config';
 import { createLogger, type Logger } from '../../src/logger';
-import { checkWebhookUrl } from '../../src/webhooks/url-policy';
+import { checkWebhookTarget } from '../../src/webhooks/url-policy';
 import { startRedis, type RedisServer } from './redis-server';
 
 /**
@@ -23,6 +23,8 @@ export interface ApiHarness {
   config: Config;
   services: ApiServices;
   app: Express;
+  /** what the app was made of (a test can make another app with one part changed) */
+  deps: ApiDeps;
   log: Logger;
   /** every log line, parsed */
   logs: Array<Record<string, unknown>>;
@@ -35,6 +37,8 @@ export interface HarnessOptions {
   env?: Record<string, string>;
   deps?: Partial<ApiDeps>;
   logLevel?: string;
+  /** extra redis-server arguments (e.g. `--appendfsync always` for kill tests) */
+  redisArgs?: string[];
 }
 
 export function captureLogger(level = 'info') {
@@ -49,7 +53,7 @@ export function captureLogger(level = 'info') {
 }
 
 export async function startApiHarness(opts: HarnessOptions = {}): Promise<ApiHarness> {
-  const redis = await startRedis();
+  const redis = await startRedis(opts.redisArgs);
   const env: Record<string, string> = {
     REDIS_URL: redis.url,
     QUEUE_NAME: `api-${randomBytes(4).toString('hex')}`,
@@ -72,16 +76,18 @@ export async function startApiHarness(opts: HarnessOptions = {}): Promise<ApiHar
     queues: [{ queue: services.queue, description: 'ComfyUI image generation jobs' }],
     log,
   });
-  const app = createApp({
+  const deps: ApiDeps = {
     store: services.store,
+    parser: services.parser,
     hub: services.hub,
     comfy: services.comfy,
     log,
     apiKeys: config.apiKeys,
     mounts: dashboard ? [dashboard] : [],
-    webhookUrlPolicy: (url) => checkWebhookUrl(url, config.webhookAllowPrivate),
+    webhookUrlPolicy: (url) => checkWebhookTarget(url, config.webhookAllowPrivate),
     ...opts.deps,
-  });
+  };
+  const app = createApp(deps);
 
   let server: Server | undefined;
   return {
@@ -90,6 +96,7 @@ export async function startApiHarness(opts: HarnessOptions = {}): Promise<ApiHar
     config,
     services,
     app,
+    deps,
     log,
     logs,
     async listen() {

@@ -16,7 +16,7 @@ import { submit } from './submit';
  */
 export async function follow(run: JobRun, afterSubmit: boolean): Promise<JobResult> {
   const { settings } = run;
-  run.socket()?.track(run.promptId, Object.keys(run.data.workflow ?? {}).length);
+  run.socket()?.track(run.promptId, run.nodeCount);
   const deadline = (run.state.startedAt ?? run.now()) + settings.jobTimeoutMs;
   const absent = { since: undefined as number | undefined };
   let woke: WakeReason | undefined =

@@ -10,6 +10,7 @@ const JobDataSchema = z.object({
       z.object({ class_type: z.string(), inputs: z.record(z.string(), z.unknown()) }).loose(),
     )
     .nullable(),
+  nodes: z.int().min(0).optional(),
   request: z.object({ jobType: z.string(), userId: z.string().optional() }).loose(),
   state: z
     .object({

@@ -3,7 +3,7 @@ import type { Lease } from '../../comfy/pool';
 import type { ComfySocket } from '../../comfy/socket';
 import { hasLivePrompt, isTerminal, onSaved, type JobState } from '../../job-state';
 import type { Logger } from '../../logger';
-import type { ImageJob, JobData, JobProgress, JobResult } from '../../queue';
+import type { ImageJob, JobData, JobProgress, JobResult, Workflow } from '../../queue';
 import { ABORT, type FaultPoint, type ProcessorDeps } from './types';
 
 /**
@@ -45,6 +45,19 @@ export class JobRun {
 
   get settings() {
     return this.deps.settings;
+  }
+
+  /**
+   * The workflow to submit: the job hash's own field (jobs the API adds), or `data.workflow`
+   * (older jobs); read when submitting only, never by the state writes.
+   */
+  async workflow(): Promise<Workflow | null> {
+    return this.data.workflow ?? (await this.deps.writer.readWorkflow(this.jobId));
+  }
+
+  /** the workflow's node count (kept in the data, so progress needs no workflow read) */
+  get nodeCount(): number {
+    return this.data.nodes ?? Object.keys(this.data.workflow ?? {}).length;
   }
 
   /** who analytics events are attributed to */

@@ -11,12 +11,13 @@ import type { JobRun } from './job-run';
 export async function submit(run: JobRun): Promise<void> {
   const { data, jobId, deps } = run;
   const promptId = run.promptId;
-  if (!data.workflow)
+  const workflow = await run.workflow();
+  if (!workflow)
     await fail(run, { code: 'invalid_job_data', message: 'the job has no workflow to submit' });
   await prepareInputs(run);
-  run.socket()?.track(promptId, Object.keys(data.workflow ?? {}).length); // before the POST: no event missed
+  run.socket()?.track(promptId, run.nodeCount); // before the POST: no event missed
   const r = await run.client().submit({
-    prompt: data.workflow,
+    prompt: workflow,
     promptId,
     clientId: deps.clientId,
     extraData: { bullmq_job_id: jobId, attempt_key: promptId, client_id: deps.clientId },

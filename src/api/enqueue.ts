@@ -1,0 +1,175 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { Job } from 'bullmq';
+import type { ChainableCommander } from 'ioredis';
+import { v7 as uuidv7 } from 'uuid';
+import {
+  IMAGE_JOB_NAME,
+  WORKFLOW_FIELD,
+  jobKey,
+  newJobData,
+  type ImageQueue,
+  type JobRequest,
+  type QueueSettings,
+} from '../queue';
+import { OutcomeUnknownError, QueueUnavailableError } from './errors';
+import type { JobFields } from './parse-job';
+import { DEFAULT_JOB_TYPE } from './schemas';
+
+/**
+ * Adding a job so that an error answer always means "nothing changed": the job id is chosen
+ * before anything is sent (UUID v7, or derived from the idempotency key), the job and its
+ * own fields (workflow, body fingerprint, request token) are written in one MULTI, and
+ * a failure is classified: not sent (the fail-fast connection refused it) → nothing
+ * happened; sent but not confirmed (connection lost, or no answer within the budget) →
+ * OutcomeUnknownError naming the id, so a retry with the same key is always safe.
+ */
+
+/** Hash fields of our own on BullMQ's job hash (BullMQ ignores them and deletes them with it). */
+export const FINGERPRINT_FIELD = 'bodyHash';
+const TOKEN_FIELD = 'requestToken';
+
+/**
+ * Runs after BullMQ's add in the same MULTI. The first request to create the job owns it
+ * (HSETNX of its token) and writes the workflow and the body fingerprint; a duplicate add
+ * (same id) leaves everything alone. Returns { fingerprint, token } as stored, or nil when
+ * the add wrote no job. KEYS: job hash. ARGV: workflow JSON, fingerprint, token.
+ */
+const OWN_FIELDS_LUA = `
+if redis.call("HEXISTS", KEYS[1], "data") == 0 then return nil end
+if redis.call("HSETNX", KEYS[1], "${TOKEN_FIELD}", ARGV[3]) == 1 then
+  redis.call("HSET", KEYS[1], "${WORKFLOW_FIELD}", ARGV[1], "${FINGERPRINT_FIELD}", ARGV[2])
+end
+return redis.call("HMGET", KEYS[1], "${FINGERPRINT_FIELD}", "${TOKEN_FIELD}")`;
+
+export interface NewJob {
+  fields: JobFields;
+  /** from the Idempotency-Key header or the body (the route checks they agree) */
+  idempotencyKey?: string;
+  /** the API key's name when keys are scoped */
+  owner?: string;
+  workflowJson: string;
+  fingerprint: string;
+  nodes: number;
+}
+
+export type EnqueueResult =
+  | { outcome: 'created'; id: string }
+  | { outcome: 'existing'; id: string }
+  | { outcome: 'key_reused'; id: string };
+
+/** The job id of an idempotency key, scoped by owner and user (no ':', never an integer). */
+export function idempotentJobId(key: string, userId?: string, owner?: string): string {
+  const scope = owner === undefined ? [userId ?? null, key] : [owner, userId ?? null, key];
+  return `idem-${createHash('sha256').update(JSON.stringify(scope)).digest('hex')}`;
+}
+
+/** ioredis's words for a command that never left this process (offline queue disabled). */
+const NOT_SENT = /Stream isn't writeable/;
+
+export interface EnqueueDeps {
+  queue: ImageQueue;
+  settings: Pick<QueueSettings, 'queuePrefix' | 'queueName'>;
+  budgetMs: number;
+  now: () => number;
+}
+
+export function createEnqueue(deps: EnqueueDeps) {
+  const { queue, settings, budgetMs, now } = deps;
+
+  /** The stored fingerprint of an existing job, null for none; nothing is written. */
+  async function existing(id: string): Promise<string | null | undefined> {
+    const client = await queue.backend.client;
+    const [ts, fp] = await client.hmget(jobKey(settings, id), 'timestamp', FINGERPRINT_FIELD);
+    return ts === null ? undefined : fp;
+  }
+
+  async function add(job: NewJob, id: string, at: number): Promise<[string, string] | null> {
+    const { fields } = job;
+    const request: JobRequest = { jobType: fields.jobType ?? DEFAULT_JOB_TYPE };
+    if (fields.userId !== undefined) request.userId = fields.userId;
+    if (fields.webhookUrl !== undefined) request.webhookUrl = fields.webhookUrl;
+    if (job.idempotencyKey !== undefined) request.idempotencyKey = job.idempotencyKey;
+    if (fields.metadata !== undefined) request.metadata = fields.metadata;
+    if (job.owner !== undefined) request.owner = job.owner;
+    const data = { ...newJobData(null, request, at), nodes: job.nodes };
+    const opts = {
+      ...queue.defaultJobOptions,
+      ...(fields.priority ? { priority: fields.priority } : {}),
+      timestamp: at,
+      jobId: id,
+    };
+    const client = await queue.backend.client;
+    if (client.status !== 'ready') throw new QueueUnavailableError('an enqueue (not connected)');
+    const multi = client.multi() as unknown as ChainableCommander;
+    await new Job(queue, IMAGE_JOB_NAME, data, opts, id).addJob(multi as never);
+    const token = randomBytes(12).toString('base64url');
+    multi.eval(OWN_FIELDS_LUA, 1, jobKey(settings, id), job.workflowJson, job.fingerprint, token);
+    let timer: NodeJS.Timeout | undefined;
+    const sent = multi.exec();
+    sent.catch(() => {}); // a late rejection after the budget must not go unhandled
+    try {
+      const replies = await Promise.race([
+        sent,
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(() => reject(new Error(`no answer within ${budgetMs} ms`)), budgetMs);
+        }),
+      ]);
+      const [addReply, own] = replies ?? [];
+      if (addReply?.[0]) throw addReply[0];
+      if (own?.[0]) throw own[0];
+      const stored = own?.[1] as [string | null, string | null] | null;
+      return stored && stored[0] !== null ? [stored[0], stored[1] === token ? 'mine' : ''] : null;
+    } catch (err) {
+      if (err instanceof Error && NOT_SENT.test(err.message)) {
+        throw new QueueUnavailableError('an enqueue', { cause: err });
+      }
+      throw new OutcomeUnknownError('an enqueue', id, { cause: err });
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /**
+   * Adds the job, or finds the one its idempotency key made: the same body (fingerprint)
+   * answers `existing`, another body `key_reused`. Without a key the id is a UUID v7.
+   */
+  return async function enqueue(job: NewJob): Promise<EnqueueResult> {
+    const key = job.idempotencyKey;
+    const id = key ? idempotentJobId(key, job.fields.userId, job.owner) : uuidv7();
+    if (key) {
+      let fp: string | null | undefined;
+      try {
+        fp = await withBudget(existing(id), budgetMs, 'an idempotency look-up');
+      } catch (err) {
+        throw err instanceof QueueUnavailableError
+          ? err
+          : new QueueUnavailableError('an idempotency look-up', { cause: err });
+      }
+      // (a job stored before fingerprints existed cannot be compared: it is the same)
+      if (fp !== undefined) {
+        return { outcome: fp === null || fp === job.fingerprint ? 'existing' : 'key_reused', id };
+      }
+    }
+    const stored = await add(job, id, now());
+    if (!stored) throw new OutcomeUnknownError('an enqueue', id);
+    const [fp, mine] = stored;
+    if (fp !== job.fingerprint) return { outcome: 'key_reused', id };
+    return { outcome: mine ? 'created' : 'existing', id };
+  };
+}
+
+/** `work` within `ms`, else a QueueUnavailableError (only for reads: nothing was written). */
+export async function withBudget<T>(work: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  work.catch(() => {});
+  try {
+    return await Promise.race([
+      work,
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new QueueUnavailableError(`${what} within ${ms} ms`)), ms);
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
