@@ -1,6 +1,7 @@
 /** Options every project shares. */
 const base = {
-  testEnvironment: 'node',
+  // every process a test file starts dies with it (test/helpers/process-scope.ts)
+  testEnvironment: '<rootDir>/test/helpers/jest-environment.ts',
   roots: ['<rootDir>/test'],
   testMatch: ['**/*.test.ts'],
   // Type-checking is done once for the whole tree by `tsc --noEmit` (npm test runs it
@@ -12,6 +13,9 @@ const base = {
 module.exports = {
   testTimeout: 60000,
   maxWorkers: 2,
+  // a check after the suite fails the run if a process a test started survived it
+  globalSetup: '<rootDir>/test/helpers/global-setup.ts',
+  globalTeardown: '<rootDir>/test/helpers/global-teardown.ts',
   projects: [
     { ...base, displayName: 'comfyui-0.3.64' },
     // the worker's lifecycle tests again against today's ComfyUI (SIM_VERSION=current)

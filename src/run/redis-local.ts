@@ -94,6 +94,7 @@ export async function startLocalRedis(opts: {
         appendonly: 'yes', // AOF: jobs survive a restart
         save: '', // no RDB snapshots on top of the AOF
         'maxmemory-policy': 'noeviction', // BullMQ needs it
+        'set-proc-title': 'no', // its title would overwrite its environment (tests find it there)
         daemonize: 'no',
       }).flatMap(([k, v]) => [`--${k}`, v]),
       env: opts.env,

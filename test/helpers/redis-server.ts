@@ -1,9 +1,10 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { once } from 'node:events';
+import { spawnScoped } from './process-scope';
 
 /** A free TCP port on loopback (the kernel picks it). */
 export async function freePort(): Promise<number> {
@@ -38,7 +39,7 @@ export async function startRedis(extraArgs: string[] = []): Promise<RedisServer>
   let proc: ChildProcess | undefined;
 
   const start = async () => {
-    proc = spawn(
+    proc = spawnScoped(
       'redis-server',
       [
         '--port',
@@ -55,6 +56,8 @@ export async function startRedis(extraArgs: string[] = []): Promise<RedisServer>
         '',
         '--maxmemory-policy',
         'noeviction',
+        '--set-proc-title', // keeps its environment readable (test/helpers/process-scope.ts)
+        'no',
         ...extraArgs,
       ],
       { stdio: ['ignore', 'pipe', 'pipe'] },

@@ -1,6 +1,8 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { join } from 'node:path';
+import { EXIT_WITH_PARENT_IMPORT } from '../../src/run/exit-with-parent';
+import { spawnScoped } from './process-scope';
 
 const ROOT = join(__dirname, '..', '..');
 
@@ -19,16 +21,23 @@ export interface WorkerProcess {
 
 /** The real worker entry (`workers/worker.ts`) as a child process, so tests can SIGKILL it. */
 export function spawnWorker(env: Record<string, string>): WorkerProcess {
-  const proc = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'workers', 'worker.ts')], {
-    cwd: ROOT,
-    env: {
-      ...process.env,
-      ...env,
-      LOG_LEVEL: env.LOG_LEVEL === 'silent' ? 'info' : (env.LOG_LEVEL ?? 'info'),
-      LOG_PRETTY: '',
+  const entry = join(ROOT, 'workers', 'worker.ts');
+  const proc = spawnScoped(
+    process.execPath,
+    ['--import', 'tsx', '--import', EXIT_WITH_PARENT_IMPORT, entry],
+    {
+      cwd: ROOT,
+      env: {
+        ...process.env,
+        ...env,
+        LOG_LEVEL: env.LOG_LEVEL === 'silent' ? 'info' : (env.LOG_LEVEL ?? 'info'),
+        LOG_PRETTY: '',
+      },
+      // stdin: a pipe whose end (this process gone) makes the worker stop itself
+      stdio: ['pipe', 'pipe', 'pipe'],
     },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  );
+  proc.stdin!.on('error', () => undefined);
   let out = '';
   const waiters: { text: string; resolve: () => void }[] = [];
   const onData = (b: Buffer) => {

@@ -1,0 +1,36 @@
+/**
+ * The node environment plus a process scope per test file (test/helpers/process-scope.ts):
+ * the scope's token is in `process.env` before the file's code runs, so everything it
+ * spawns carries it, and the teardown (after the file's own afterAll hooks, also when a
+ * test failed or timed out) kills whatever is still running. A jest worker whose parent
+ * died (jest SIGKILLed) would run its test file to the end: it ends the scope and exits
+ * at once instead.
+ */
+import NodeEnvironment from 'jest-environment-node';
+import { installScope, newScopeToken, SCOPE_VAR, startReaper, type Reaper } from './process-scope';
+
+export default class ScopedEnvironment extends NodeEnvironment {
+  private readonly reaper: Reaper;
+  private readonly onParentGone = () => void this.reaper.close().finally(() => process.exit(1));
+
+  constructor(...args: ConstructorParameters<typeof NodeEnvironment>) {
+    const token = newScopeToken();
+    // before super(): the test's `process.env` is a copy taken there
+    process.env[SCOPE_VAR] = token;
+    super(...args);
+    this.reaper = startReaper(token);
+    installScope(this.global, this.reaper);
+    // in a jest worker (a child with an IPC channel to jest), the channel closes with jest
+    if (process.send) process.once('disconnect', this.onParentGone);
+  }
+
+  override async teardown(): Promise<void> {
+    process.off('disconnect', this.onParentGone);
+    try {
+      await this.reaper.close();
+    } finally {
+      delete process.env[SCOPE_VAR];
+      await super.teardown();
+    }
+  }
+}
