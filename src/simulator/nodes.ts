@@ -8,6 +8,7 @@
 import type { SimFolders } from './files';
 import { PyFloat, type JsonObject } from './json';
 import { num } from './node-util';
+import { AUDIO_NODES } from './nodes-audio';
 import { IMAGE_NODES } from './nodes-image';
 import { PyError, pyStr, pyTypeName } from './py';
 import { colorOf, hash, SimConditioning, SimImage, SimLatent, SimModel } from './values';
@@ -51,6 +52,7 @@ function expectModel(value: unknown, kind: SimModel['kind'], attr: string): SimM
 
 export const NODE_FUNCTIONS: Record<string, NodeFn> = {
   ...IMAGE_NODES,
+  ...AUDIO_NODES,
   async TestSleep(run, { value, seconds }) {
     const total = num(seconds);
     const start = performance.now();

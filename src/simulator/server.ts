@@ -1,9 +1,10 @@
 /**
  * The ComfyUI simulator: a real HTTP + WebSocket server that speaks ComfyUI 0.3.64's protocol
  * (see the shared comfyui-api.md and the recorded transcripts), runs a small node catalogue
- * (EmptyImage, ImageInvert, SaveImage, PreviewImage, TestSleep and an SDXL-style
- * checkpoint → CLIP → KSampler → VAEDecode chain) and can be restarted, paused and told to
- * fail, for crash and fault tests.
+ * (EmptyImage, LoadImage, ImageInvert, SaveImage, PreviewImage, EmptyAudio, SaveAudio,
+ * PreviewAudio, TestSleep and an SDXL-style checkpoint → CLIP → KSampler → VAEDecode chain),
+ * takes uploads (`/upload/image`) and can be restarted, paused and told to fail, for crash
+ * and fault tests.
  */
 import { createServer, type Server } from 'node:http';
 import type { Socket } from 'node:net';
