@@ -2,6 +2,7 @@ import { createBullBoard } from '@bull-board/api';
 import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
 import { ExpressAdapter } from '@bull-board/express';
 import type { RequestHandler } from 'express';
+import { ImageJobsAdapter } from './image-jobs';
 import type { Queue } from 'bullmq';
 import type { Logger } from '../src/logger';
 import { basicAuth } from './basic-auth';
@@ -19,8 +20,12 @@ export interface DashboardQueue {
   // eslint-disable-next-line @typescript-eslint/no-explicit-any
   queue: Queue<any, any, any>;
   description: string;
-  /** default true: the board shows jobs, but retry/remove/add answer 405 */
-  readOnly?: boolean;
+  /**
+   * The image-job queue: shown through ImageJobsAdapter (names, progress bar, readable
+   * times, output links), and its failed jobs may be retried from the board. Every other
+   * write (remove, add, clean, pause…) answers 405 on every queue.
+   */
+  imageJobs?: boolean;
 }
 
 export interface DashboardOptions {
@@ -51,12 +56,10 @@ export function createDashboard(opts: DashboardOptions): Dashboard | undefined {
   // must equal the mount path, or the page stays on "Loading" (bull-board#543)
   serverAdapter.setBasePath(DASHBOARD_PATH);
   createBullBoard({
-    queues: opts.queues.map(
-      (q) =>
-        new BullMQAdapter(q.queue, {
-          readOnlyMode: q.readOnly ?? true,
-          description: q.description,
-        }),
+    queues: opts.queues.map((q) =>
+      q.imageJobs
+        ? new ImageJobsAdapter(q.queue, { description: q.description })
+        : new BullMQAdapter(q.queue, { readOnlyMode: true, description: q.description }),
     ),
     serverAdapter,
     options: {
@@ -78,7 +81,26 @@ export function createDashboard(opts: DashboardOptions): Dashboard | undefined {
     path: DASHBOARD_PATH,
     handlers: [
       basicAuth({ user: opts.user, password: opts.password, realm: title }),
+      onlyRetries(new Set(opts.queues.filter((q) => q.imageJobs).map((q) => q.queue.name))),
       serverAdapter.getRouter(),
     ],
+  };
+}
+
+/** Bull Board's write routes that retry failed jobs (one, or all of a queue's). */
+const RETRY_ROUTE = /^\/api\/queues\/([^/]+)\/(?:[^/]+\/retry|retry\/failed)$/;
+
+/** Reads pass; of the writes, only retries of failed image jobs do: the rest answer 405. */
+function onlyRetries(retryable: ReadonlySet<string>): RequestHandler {
+  return (req, res, next) => {
+    if (req.method === 'GET' || req.method === 'HEAD') return next();
+    const m = req.method === 'PUT' ? RETRY_ROUTE.exec(req.path) : null;
+    if (m && retryable.has(decodeURIComponent(m[1]))) return next();
+    res.status(405).json({
+      error: {
+        code: 'method_not_allowed',
+        message: 'the dashboard only reads jobs and retries failed image jobs',
+      },
+    });
   };
 }

@@ -49,6 +49,8 @@ export interface JobState {
   stallsSeen: number;
   /** epoch ms of the last persisted change (recoveryTime counts from here) */
   updatedAt?: number;
+  /** runs of the job: 0 for the first, +1 for each deliberate retry of a failed job */
+  generation?: number;
   /** set when a worker handed the job back on shutdown; cleared on the next pickup */
   handedOffAt?: number;
   /** the outputs are not here: they are the job's return value (stored once) */
@@ -174,6 +176,45 @@ export function onFailed(s: JobState, error: JobError, now: number): JobState {
     status: error.code === 'cancelled' ? 'cancelled' : 'failed',
     error,
     finishedAt: now,
+  };
+}
+
+/**
+ * The `failedReason` a failed or cancelled outcome's write also stores (BullMQ's
+ * moveToFinished then writes the same text). BullMQ's retry (`job.retry('failed')`, the
+ * reprocessJob script) deletes it, which is how a worker tells a deliberate retry from a
+ * job that came back after a crash between saving its outcome and BullMQ's move.
+ */
+export function failedReasonOf(error: JobError): string {
+  return `${error.code}: ${error.message}`;
+}
+
+/**
+ * A failed job that BullMQ moved back to wait on request (Bull Board's retry button,
+ * POST /v1/jobs/:id/retry): its JobState says `failed` but its failedReason is gone.
+ * Cancelled and completed jobs are never retried.
+ */
+export function isRetryRequested(
+  s: Partial<Pick<JobState, 'status'>>,
+  failedReason: string | undefined,
+): boolean {
+  return s.status === 'failed' && !failedReason;
+}
+
+/**
+ * A new generation of a failed job: it runs again like a first take, with a new derived
+ * prompt id (promptIdFor with the generation); attempts, recoveries and resubmissions are
+ * kept, the last run's prompt, instance, times and error are not.
+ */
+export function onRetry(s: JobState): JobState {
+  return {
+    status: 'queued',
+    createdAt: s.createdAt,
+    attempts: s.attempts,
+    recoveries: s.recoveries,
+    resubmissions: s.resubmissions,
+    stallsSeen: s.stallsSeen,
+    generation: (s.generation ?? 0) + 1,
   };
 }
 

@@ -70,13 +70,20 @@ const PROMPT_ID_NAMESPACE = '6b1f3c52-8d47-4f0e-9a35-2c7e1d90b8a4';
 
 /**
  * The ComfyUI prompt id of a job: derived from the job's identity (queue, id and creation
- * time, so a job id reused after retention gets a new one), never random. A job has one
- * prompt for its whole life, and a worker that finds no prompt id in the job (its write
- * lost by Redis) computes the same id again and can look for it in ComfyUI before it
- * submits. A canonical lowercase UUID, as the newest ComfyUI requires.
+ * time, so a job id reused after retention gets a new one) and its generation (a retried
+ * failed job runs again as a new one), never random. A generation has one prompt for its
+ * whole life, and a worker that finds no prompt id in the job (its write lost by Redis)
+ * computes the same id again and can look for it in ComfyUI before it submits. A
+ * canonical lowercase UUID, as the newest ComfyUI requires.
  */
-export function promptIdFor(queueQualifiedName: string, jobId: string, timestamp: number): string {
-  return uuidv5(`${queueQualifiedName}:${jobId}:${timestamp}`, PROMPT_ID_NAMESPACE);
+export function promptIdFor(
+  queueQualifiedName: string,
+  jobId: string,
+  timestamp: number,
+  generation = 0,
+): string {
+  const g = generation > 0 ? `:${generation}` : '';
+  return uuidv5(`${queueQualifiedName}:${jobId}:${timestamp}${g}`, PROMPT_ID_NAMESPACE);
 }
 
 /** Job name used for every image job (the name is not otherwise meaningful). */

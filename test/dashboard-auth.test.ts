@@ -39,7 +39,7 @@ describe('dashboard', () => {
     }
   });
 
-  it('the right credentials → the board, titled, with our queue read-only', async () => {
+  it('the right credentials → the board, titled; of the writes only retries pass', async () => {
     const page = await request(h.app)
       .get(DASHBOARD_PATH)
       .set('Authorization', basic(USER, PASSWORD));
@@ -55,14 +55,29 @@ describe('dashboard', () => {
     expect(api.status).toBe(200);
     const queue = api.body.queues.find((q: { name: string }) => q.name === h.config.queueName);
     expect(queue).toMatchObject({
-      readOnlyMode: true,
+      readOnlyMode: false,
+      allowRetries: true,
+      allowCompletedRetries: false,
       description: 'ComfyUI image generation jobs',
     });
 
-    const write = await request(h.app)
-      .put(`${DASHBOARD_PATH}/api/queues/${h.config.queueName}/retry/failed`)
+    const q = `${DASHBOARD_PATH}/api/queues/${h.config.queueName}`;
+    const retry = await request(h.app)
+      .put(`${q}/retry/failed`)
       .set('Authorization', basic(USER, PASSWORD));
-    expect(write.status).toBe(405);
+    expect(retry.status).toBe(200);
+    expect(retry.body).toEqual({ retried: 0, skipped: 0 });
+    for (const [method, path] of [
+      ['put', `${q}/clean/failed`],
+      ['put', `${q}/empty`],
+      ['put', `${q}/retry/completed`],
+      ['post', `${q}/add`],
+      ['put', `${q}/pause`],
+    ] as const) {
+      const write = await request(h.app)[method](path).set('Authorization', basic(USER, PASSWORD));
+      expect({ path, status: write.status }).toEqual({ path, status: 405 });
+      expect(write.body.error.code).toBe('method_not_allowed');
+    }
     expect(JSON.stringify(h.logs)).not.toContain(PASSWORD);
   });
 

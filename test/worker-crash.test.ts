@@ -109,6 +109,50 @@ test('killed after the outcome was saved, before BullMQ finished the job: comple
   expect(sys.sim.executions()[done.data.state.promptId!]).toBe(1);
 });
 
+test('killed after a failure was saved, before BullMQ failed the job: failed with its error, not retried', async () => {
+  const a = worker({ COMFYQ_CRASH_AT: 'after-outcome-saved' });
+  await a.ready;
+  const id = await sys.enqueue(tinyWorkflow('../crash-failed'));
+  expect((await a.exited).signal).toBe('SIGKILL');
+  const before = await job(id);
+  expect(before.data.state.status).toBe('failed');
+  expect(before.failedReason).toMatch(/^execution_error: /); // written with the outcome
+  const b = worker();
+  await b.ready;
+  const done = await finished(id);
+  expect(await done.getState()).toBe('failed');
+  expect(done.data.state.generation).toBeUndefined(); // the same run, not a new generation
+  expect(done.data.state.error).toEqual(before.data.state.error);
+  expect(sys.sim.executions()[before.data.state.promptId!]).toBe(1);
+});
+
+test('a retried job killed after its new prompt id was stored: the next worker follows that prompt; one execution', async () => {
+  const a = worker();
+  await a.ready;
+  const id = await sys.enqueue(tinyWorkflow('../crash-retry'));
+  const failed = await finished(id);
+  expect(await failed.getState()).toBe('failed');
+  a.proc.kill('SIGTERM');
+  await a.exited;
+  const first = failed.data.state.promptId!;
+
+  await failed.retry('failed'); // what Bull Board's button and POST /v1/jobs/:id/retry do
+  const b = worker({ COMFYQ_CRASH_AT: 'after-prompt-stored' });
+  expect((await b.exited).signal).toBe('SIGKILL');
+  const stored = (await job(id)).data.state;
+  expect(stored).toMatchObject({ status: 'submitting', generation: 1 });
+  expect(stored.promptId).not.toBe(first);
+
+  const c = worker();
+  await c.ready;
+  const done = await finished(id);
+  expect(done.data.state).toMatchObject({ status: 'failed', generation: 1 });
+  expect(done.data.state.promptId).toBe(stored.promptId);
+  expect(done.data.workflow).not.toBeNull(); // a failed job keeps its workflow
+  expect(sys.sim.executions()[first]).toBe(1);
+  expect(sys.sim.executions()[stored.promptId!]).toBe(1);
+});
+
 test('recovered after the cutoff: failed recovery_cutoff, and its pending prompt is gone from ComfyUI', async () => {
   // keep ComfyUI busy so the job's prompt stays pending
   const blocker = await fetch(`${sys.sim.url}/prompt`, {

@@ -13,6 +13,7 @@ export type ApiErrorCode =
   | 'unauthorized'
   | 'not_found'
   | 'already_finished'
+  | 'not_finished'
   | 'payload_too_large'
   | 'unsupported_media_type'
   | 'queue_unavailable'

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { compareNodeIds } from '../comfy/protocol';
 import { ERROR_CODES } from '../errors';
-import type { JobOutput, JobState } from '../job-state';
+import { isRetryRequested, type JobOutput, type JobState } from '../job-state';
 import type { ImageJob, JobData, JobProgress } from '../queue';
 
 /**
@@ -183,6 +183,8 @@ export function publicStatus(s: JobSnapshot): PublicStatus {
     const code = state.error?.code ?? errorFromFailedReason(s.failedReason).code;
     return state.status === 'cancelled' || code === 'cancelled' ? 'cancelled' : 'failed';
   }
+  // a failed job retried on request, before its new generation's first write
+  if (isRetryRequested(state, s.failedReason)) return 'queued';
   // the worker saved an outcome but BullMQ has not moved the job yet
   if (state.status === 'completed' || state.status === 'failed' || state.status === 'cancelled') {
     return state.status;

@@ -73,6 +73,15 @@ export function jobsRouter(deps: JobsRouterDeps): Router {
     res.status(202).json({ id, status: 'cancelled' });
   });
 
+  router.post('/:id/retry', async (req, res) => {
+    const id = req.params.id;
+    const r = await store.retry(id, { owner: ownerOf(req) });
+    if (r.outcome === 'not_found') throw notFound(`job ${id.slice(0, 100)} not found`);
+    if (r.outcome !== 'retried')
+      throw new ApiError(409, r.outcome, `job ${id} is ${r.status}: only a failed job is retried`);
+    res.status(202).location(links(id).self).json(toJobView(r.snapshot, JOBS_BASE));
+  });
+
   router.get('/:id/events', async (req, res) => {
     await streamJobEvents(req, res, req.params.id, {
       hub: deps.hub,

@@ -54,6 +54,10 @@ export function ownedBy(s: JobSnapshot, owner: string | undefined): boolean {
   return (s.data as Partial<JobData> | null)?.request?.owner === owner;
 }
 
+export type RetryResult =
+  | { outcome: 'retried'; snapshot: JobSnapshot }
+  | { outcome: 'not_found' }
+  | { outcome: 'already_finished' | 'not_finished'; status: PublicStatus };
 export type CancelResult =
   | { outcome: 'cancelled' }
   | { outcome: 'not_found' }
@@ -257,6 +261,38 @@ export function createJobStore(deps: JobStoreDeps) {
       // best effort, bounded: the cancel happened whatever this does
       await withBudget(hurry(id, before.bullState), budgetMs, 'hurry').catch(() => {});
       return { outcome: 'cancelled' };
+    },
+
+    /**
+     * Runs a failed job again: BullMQ's retry moves it back to wait (deleting its
+     * failedReason, the sign a worker reads to start a new generation: isRetryRequested).
+     * Completed and cancelled jobs are not retried; a job that is still queued or running,
+     * or whose failure BullMQ has not recorded yet, is not finished.
+     */
+    retry(id: string, opts: { owner?: string } = {}): Promise<RetryResult> {
+      if (!JOB_ID_PATTERN.test(id)) return Promise.resolve({ outcome: 'not_found' });
+      return guard('a retry', async () => {
+        const before = await snapshot(id);
+        if (!before || !ownedBy(before, opts.owner)) return { outcome: 'not_found' };
+        const status = publicStatus(before);
+        if (status === 'completed' || status === 'cancelled')
+          return { outcome: 'already_finished', status };
+        if (status !== 'failed' || before.bullState !== 'failed')
+          return { outcome: 'not_finished', status };
+        const job = (await queue.getJob(id)) as ImageJob | undefined;
+        const moved = await job?.retry('failed').then(
+          () => true,
+          async (err: unknown) => {
+            // another request retried it first (the job is no longer in `failed`)
+            if ((await snapshot(id))?.bullState !== 'failed') return false;
+            throw err;
+          },
+        );
+        const after = await snapshot(id);
+        if (!after) return { outcome: 'not_found' };
+        if (!moved) return { outcome: 'not_finished', status: publicStatus(after) };
+        return { outcome: 'retried', snapshot: after };
+      });
     },
 
     /** PING within `timeoutMs` (readiness). */

@@ -90,7 +90,7 @@ async function main() {
     user: config.dashboardUser,
     password: config.dashboardPassword,
     queues: [
-      { queue: services.queue, description: 'ComfyUI image generation jobs' },
+      { queue: services.queue, description: 'ComfyUI image generation jobs', imageJobs: true },
       { queue: webhookQueue, description: 'Webhook deliveries' },
     ],
     log,

@@ -43,7 +43,7 @@ end
 `;
 
 /**
- * ARGV: token, data, progress, log line, cancel field, return value, job id.
+ * ARGV: token, data, progress, log line, cancel field, return value, job id, failed reason.
  * The return value is written with the outcome, so a worker that dies before BullMQ's
  * moveToFinished finds the outputs in the job (BullMQ writes the same value again); the
  * workflow field goes with it (a failed job keeps its workflow until retention).
@@ -56,6 +56,7 @@ if ARGV[6] ~= "" then
   redis.call("HSET", KEYS[1], "returnvalue", ARGV[6])
   redis.call("HDEL", KEYS[1], "${WORKFLOW_FIELD}")
 end
+if ARGV[8] ~= "" then redis.call("HSET", KEYS[1], "failedReason", ARGV[8]) end
 if redis.call("HEXISTS", KEYS[1], ARGV[5]) == 1 then return 1 end
 return 0
 `;
@@ -92,6 +93,8 @@ export interface PersistOptions {
   log?: string;
   /** the job's return value, written with its outcome */
   result?: JobResult;
+  /** a failure's reason, written with its outcome as BullMQ will write it (failedReasonOf) */
+  failedReason?: string;
 }
 
 export interface JobWriter {
@@ -137,6 +140,7 @@ export function createJobWriter(
         CANCEL_FIELD,
         opts.result ? JSON.stringify(opts.result) : '',
         jobId,
+        opts.failedReason ?? '',
       );
       check(r, jobId);
       return { cancelRequested: r === 1 };

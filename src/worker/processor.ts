@@ -1,4 +1,5 @@
 import { DelayedError, WaitingError } from 'bullmq';
+import { isRetryRequested, onRetry } from '../job-state';
 import type { ImageJob, JobResult } from '../queue';
 import { LockLostError } from './persist';
 import { follow } from './run/follow';
@@ -31,6 +32,8 @@ export function createProcessor(deps: ProcessorDeps) {
     signal?: AbortSignal,
   ): Promise<JobResult> {
     const data = await readJobData(job);
+    // a failed job retried on request runs again as a new generation (like a first take)
+    if (isRetryRequested(data.state, job.failedReason)) data.state = onRetry(data.state);
     // a job that already finished (crash between saving the outcome and BullMQ's move):
     // the outcome's write also stored the return value
     const { state } = data;

@@ -73,7 +73,9 @@ export async function startApiHarness(opts: HarnessOptions = {}): Promise<ApiHar
   const dashboard = createDashboard({
     user: config.dashboardUser,
     password: config.dashboardPassword,
-    queues: [{ queue: services.queue, description: 'ComfyUI image generation jobs' }],
+    queues: [
+      { queue: services.queue, description: 'ComfyUI image generation jobs', imageJobs: true },
+    ],
     log,
   });
   const deps: ApiDeps = {

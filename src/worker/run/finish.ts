@@ -65,6 +65,7 @@ export async function fail(run: JobRun, error: JobError): Promise<never> {
     onFailed(run.state, error, run.now()),
     `${error.code === 'cancelled' ? 'cancelled' : 'failed'}: ${error.code}: ${error.message}`,
   );
+  deps.fault?.('after-outcome-saved');
   run.socket()?.forget(run.state.promptId ?? '');
   deps.analytics.capture('comfyui_job_failed', run.distinctId, {
     promptId: run.state.promptId,

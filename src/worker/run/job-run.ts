@@ -1,7 +1,7 @@
 import type { ComfyClient } from '../../comfy/client';
 import type { Lease } from '../../comfy/pool';
 import type { ComfySocket } from '../../comfy/socket';
-import { hasLivePrompt, isTerminal, onSaved, type JobState } from '../../job-state';
+import { failedReasonOf, hasLivePrompt, isTerminal, onSaved, type JobState } from '../../job-state';
 import type { Logger } from '../../logger';
 import type { ImageJob, JobData, JobProgress, JobResult, Workflow } from '../../queue';
 import { ABORT, type FaultPoint, type ProcessorDeps } from './types';
@@ -106,12 +106,14 @@ export class JobRun {
     if (next.promptId !== this.state.promptId)
       this.log = this.deps.log.child({ jobId: this.jobId, promptId: next.promptId });
     this.state = onSaved(next, this.now());
-    const data = { ...this.data, workflow: isTerminal(next) ? null : this.data.workflow };
+    // a failed job keeps its workflow (shown by Bull Board, needed by a retry)
+    const workflow = next.status === 'completed' ? null : this.data.workflow;
+    const failedReason = isTerminal(next) && next.error ? failedReasonOf(next.error) : undefined;
     const r = await this.deps.writer.persist(
       this.jobId,
       this.token,
-      { ...data, state: this.state },
-      { log: line, progress: withProgress, result },
+      { ...this.data, workflow, state: this.state },
+      { log: line, progress: withProgress, result, failedReason },
     );
     if (withProgress) {
       this.lastProgress = withProgress;

@@ -53,7 +53,7 @@ async function pickUpFresh(run: JobRun, stalls: number, pickedAt: number): Promi
     throw new DelayedError();
   }
   const url = run.lease.url;
-  const promptId = promptIdFor(job.queueQualifiedName, jobId, job.timestamp);
+  const promptId = promptIdFor(job.queueQualifiedName, jobId, job.timestamp, run.state.generation);
   if (run.state.attempts === 0) {
     run.deps.analytics.capture('comfyui_job_started', run.distinctId, {
       jobId,

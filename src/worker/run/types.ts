@@ -1,7 +1,7 @@
 import { UnrecoverableError } from 'bullmq';
 import type { AnalyticsSink } from '../../analytics';
 import type { ComfyPool } from '../../comfy/pool';
-import type { JobError } from '../../job-state';
+import { failedReasonOf, type JobError } from '../../job-state';
 import type { Logger } from '../../logger';
 import type { JobData } from '../../queue';
 import type { JobWriter } from '../persist';
@@ -51,7 +51,9 @@ export interface ProcessorDeps {
 /** A job failure that BullMQ must not retry; its message starts with the public error code. */
 export class JobFailure extends UnrecoverableError {
   constructor(readonly jobError: JobError) {
-    super(`${jobError.code}: ${jobError.message}`);
+    super(failedReasonOf(jobError));
     this.name = 'JobFailure';
+    // a classified outcome, not a bug: Bull Board shows the reason, not this file's frames
+    this.stack = this.message;
   }
 }
