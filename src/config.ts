@@ -192,6 +192,8 @@ const schema = z.object({
   OUTPUT_URL_TTL_S: nonNegativeInt('OUTPUT_URL_TTL_S', 3600),
   /** Test-only fault injection: exit the process at a named crash window (see processor). */
   COMFYQ_CRASH_AT: optionalString,
+  /** Test-only fault injection: stop the process (SIGSTOP) once at a named point. */
+  COMFYQ_PAUSE_AT: optionalString,
 });
 
 export type Config = ReturnType<typeof toConfig>;
@@ -250,6 +252,7 @@ function toConfig(e: z.infer<typeof schema>) {
     inputUrlAllowPrivate: e.INPUT_URL_ALLOW_PRIVATE,
     inputUrlTimeoutMs: e.INPUT_URL_TIMEOUT_MS,
     outputUrlTtlS: e.OUTPUT_URL_TTL_S,
+    pauseAt: e.COMFYQ_PAUSE_AT,
   };
 }
 

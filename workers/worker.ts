@@ -3,6 +3,7 @@
  * owns the signals. First SIGTERM/SIGINT: stop taking jobs and hand active ones back
  * (bounded by SHUTDOWN_TIMEOUT_MS). A second signal exits at once.
  */
+import { writeSync } from 'node:fs';
 import { createAnalytics } from '../src/analytics-posthog';
 import { loadConfig } from '../src/config';
 import { createLogger } from '../src/logger';
@@ -21,14 +22,26 @@ async function main() {
   log.info({ redis: describeRedis(config) }, 'starting worker');
   const metrics = createMetrics();
   const analytics = createAnalytics(config, log);
-  const fault = config.crashAt
-    ? (point: string) => {
-        if (point === config.crashAt) {
-          log.warn({ point }, 'fault injection: killing this process');
-          process.kill(process.pid, 'SIGKILL');
+  // test-only: SIGKILL at COMFYQ_CRASH_AT; SIGSTOP (once) at COMFYQ_PAUSE_AT, announced
+  // with a synchronous write so the test sees it before the process stops
+  let pauseAt = config.pauseAt;
+  const fault =
+    config.crashAt || pauseAt
+      ? (point: string) => {
+          if (point === config.crashAt) {
+            log.warn({ point }, 'fault injection: killing this process');
+            process.kill(process.pid, 'SIGKILL');
+          }
+          if (point === pauseAt) {
+            pauseAt = undefined;
+            writeSync(
+              2,
+              `${JSON.stringify({ level: 40, msg: 'fault injection: SIGSTOP', point })}\n`,
+            );
+            process.kill(process.pid, 'SIGSTOP');
+          }
         }
-      }
-    : undefined;
+      : undefined;
   const notify = createNotifyFinished(config);
   const webhooks = await startWebhookWorker(config, { log, metrics });
   const worker = await startImageWorker(config, {

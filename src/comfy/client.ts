@@ -1,6 +1,7 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Readable } from 'node:stream';
 import { Pool, type Dispatcher } from 'undici';
+import { withBeforeWrite, WriteRefused, type WriteOptions } from './before-write';
 import { ComfyHttpError, ComfyProtocolError, ComfyUnreachableError } from '../errors';
 import {
   HistoryEntrySchema,
@@ -58,6 +59,8 @@ interface RequestInit {
   method?: 'GET' | 'POST';
   headers?: Record<string, string>;
   body?: string;
+  /** see WriteOptions (before-write.ts) */
+  beforeWrite?: () => void;
 }
 
 interface Reply {
@@ -141,9 +144,10 @@ export class ComfyClient {
     timer.unref();
     const done = () => clearTimeout(timer);
     let res: Dispatcher.ResponseData;
+    const check = init.beforeWrite;
     try {
       const { pool, prefix } = this.connection();
-      res = await pool.request({
+      res = await (check ? withBeforeWrite(pool, check) : pool).request({
         path: prefix + path,
         method,
         headers: init.headers,
@@ -152,6 +156,7 @@ export class ComfyClient {
       });
     } catch (err) {
       done();
+      if (err instanceof WriteRefused) throw err.reason; // nothing was sent
       this.opts.observe?.(route, performance.now() - started, 'unreachable');
       if (timedOut) throw new ComfyUnreachableError(this.baseUrl, path, { timeoutMs });
       throw new ComfyUnreachableError(this.baseUrl, path, { cause: err });
@@ -204,9 +209,10 @@ export class ComfyClient {
   }
 
   /** POST /prompt with a client-chosen prompt id (comfyui-api.md §2). */
-  async submit(req: SubmitRequest): Promise<SubmitResult> {
+  async submit(req: SubmitRequest, opts: WriteOptions = {}): Promise<SubmitResult> {
     const path = '/prompt';
     const res = await this.request(path, {
+      beforeWrite: opts.beforeWrite,
       method: 'POST',
       headers: { 'content-type': 'application/json' },
       body: JSON.stringify({

@@ -18,6 +18,7 @@ import {
 } from '../queue';
 import { createRedis, redisOptions, warnIfEvicting } from '../redis';
 import { createJobWriter } from './persist';
+import { createLockProver } from './fence';
 import { ABORT, createProcessor, type FaultPoint, type ProcessorDeps } from './processor';
 
 export type WorkerConfig = Pick<
@@ -132,6 +133,7 @@ export async function startImageWorker(
       : deps.analytics,
     log,
     writer: createJobWriter(commands, config),
+    proveLock: createLockProver(commands, config, () => deps.fault?.('fence-sent')),
     isCancelRequested: async (jobId) =>
       (await commands.hget(jobKey(config, jobId), CANCEL_FIELD)) !== null,
     fault: deps.fault,

@@ -139,11 +139,12 @@ const STALLED_REASON = /stalled more than allowable limit/i;
 /**
  * The errors a retried attempt may fail with under this chaos (each is transient, and its
  * retry must keep the prompt): ComfyUI unreachable while it restarts, Redis gone while it
- * restarts, a lock lost to a worker that took the job over. Any other attempt error (a
+ * restarts, a lock lost to a worker that took the job over, a starved worker that could not
+ * prove a fresh lock before its POST (nothing was sent). Any other attempt error (a
  * TypeError, an unclassified reply…) is a bug that retries would otherwise hide.
  */
 const TRANSIENT_ATTEMPT_ERROR =
-  /^(ComfyUnreachableError: |ComfyHttpError: .* answered 5\d\d |Error: stopped following job .*lock was lost|Error: Connection is closed|Error: .*(ECONNREFUSED|ECONNRESET|EPIPE)|Error: Missing lock for job)/;
+  /^(ComfyUnreachableError: |FenceError: .* proofs of its lock in a row were stale|ComfyHttpError: .* answered 5\d\d |Error: stopped following job .*lock was lost|Error: Connection is closed|Error: .*(ECONNREFUSED|ECONNRESET|EPIPE)|Error: Missing lock for job)/;
 
 export function errorCodeOf(failedReason: string | undefined): string | undefined {
   if (!failedReason) return undefined;

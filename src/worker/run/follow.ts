@@ -3,6 +3,7 @@ import { classifyHistory } from '../../comfy/protocol';
 import type { WakeReason } from '../../comfy/socket';
 import { onPromptChosen, onRunning, onSubmitted } from '../../job-state';
 import type { JobResult } from '../../queue';
+import { fenceBounds } from '../fence';
 import { handleAbort } from './abort';
 import { fail, finish } from './finish';
 import type { JobRun } from './job-run';
@@ -57,13 +58,18 @@ export async function follow(run: JobRun, afterSubmit: boolean): Promise<JobResu
 /**
  * ComfyUI does not know the prompt: the POST may still be in its validation, or the prompt
  * was lost (a restart). After SUBMIT_GRACE_MS it is submitted (again) under the same id.
- * Resolves true when it was.
+ * Unconfirmed (`submitting`, not posted by this run): a previous holder's fenced POST was
+ * written before this pickup and may still land, so the wait is the take-over grace from
+ * the pickup, on this process's clock (fence.ts). Resolves true when it was submitted.
  */
 async function resubmitIfLost(run: JobRun, absent: { since?: number }): Promise<boolean> {
   const { state } = run;
   const unconfirmed = state.status === 'submitting' && !run.accepted;
-  const since = unconfirmed ? (state.submittedAt ?? run.now()) : (absent.since ??= run.now());
-  if (run.now() - since < run.settings.submitGraceMs) return false;
+  const since = unconfirmed ? run.pickedAt : (absent.since ??= run.now());
+  const grace = unconfirmed
+    ? fenceBounds(run.settings).takeoverGraceMs
+    : run.settings.submitGraceMs;
+  if (run.now() - since < grace) return false;
   const lost = !unconfirmed;
   run.log.warn(
     { promptId: state.promptId },

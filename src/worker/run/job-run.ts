@@ -4,6 +4,7 @@ import type { ComfySocket } from '../../comfy/socket';
 import { failedReasonOf, hasLivePrompt, isTerminal, onSaved, type JobState } from '../../job-state';
 import type { Logger } from '../../logger';
 import type { ImageJob, JobData, JobProgress, JobResult, Workflow } from '../../queue';
+import { createFence, type Fence } from '../fence';
 import { ABORT, type FaultPoint, type ProcessorDeps } from './types';
 
 /**
@@ -14,6 +15,13 @@ export class JobRun {
   readonly jobId: string;
   readonly signal: AbortSignal;
   readonly now: () => number;
+  /** when this process took the job (this process's clock) */
+  readonly pickedAt: number;
+  /**
+   * Every ComfyUI write that creates work (POST /prompt, /upload/image) goes through it:
+   * written only while this worker's lock is proven fresh (fence.ts)
+   */
+  readonly fence: Fence;
   state: JobState;
   log: Logger;
   lease: Lease | undefined;
@@ -32,6 +40,7 @@ export class JobRun {
   ) {
     this.jobId = job.id!;
     this.now = deps.now ?? Date.now;
+    this.pickedAt = this.now();
     this.state = data.state;
     // BullMQ passes a signal because the processor declares three parameters (aborted by
     // shutdown, a published cancel, a lost lock); a cancel mark that a write of ours reports
@@ -41,6 +50,7 @@ export class JobRun {
       : this.cancelMarked.signal;
     // a child logger per job; it gains the prompt id once there is one
     this.log = deps.log.child({ jobId: this.jobId, promptId: data.state.promptId });
+    this.fence = createFence(this.jobId, () => deps.proveLock(this.jobId, token), this.log);
   }
 
   get settings() {

@@ -18,7 +18,7 @@ import { submit } from './submit';
  */
 export async function pickUp(run: JobRun): Promise<boolean> {
   const { settings } = run;
-  const pickedAt = run.now();
+  const { pickedAt } = run;
   const stalls = run.job.stalledCounter ?? 0;
   const kind = classifyPickup(run.state, stalls, pickedAt, settings.recoveryCutoffMs);
   if (stalls > settings.maxStalledCount) {

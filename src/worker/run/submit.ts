@@ -16,12 +16,18 @@ export async function submit(run: JobRun): Promise<void> {
     await fail(run, { code: 'invalid_job_data', message: 'the job has no workflow to submit' });
   await prepareInputs(run);
   run.socket()?.track(promptId, run.nodeCount); // before the POST: no event missed
-  const r = await run.client().submit({
-    prompt: workflow,
-    promptId,
-    clientId: deps.clientId,
-    extraData: { bullmq_job_id: jobId, attempt_key: promptId, client_id: deps.clientId },
-  });
+  run.fault('before-post');
+  const r = await run.fence((beforeWrite) =>
+    run.client().submit(
+      {
+        prompt: workflow,
+        promptId,
+        clientId: deps.clientId,
+        extraData: { bullmq_job_id: jobId, attempt_key: promptId, client_id: deps.clientId },
+      },
+      { beforeWrite },
+    ),
+  );
   run.fault('after-post');
   if (r.kind === 'invalid') {
     const v = describeValidationError(r.body);

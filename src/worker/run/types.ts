@@ -4,13 +4,24 @@ import type { ComfyPool } from '../../comfy/pool';
 import { failedReasonOf, type JobError } from '../../job-state';
 import type { Logger } from '../../logger';
 import type { JobData } from '../../queue';
+import type { ProveLock } from '../fence';
 import type { JobWriter } from '../persist';
 
 /** Why a job's signal was aborted (the reason passed to worker.cancelJob/cancelAllJobs). */
 export const ABORT = { shutdown: 'shutdown', cancel: 'cancel', lockLost: 'lock-lost' } as const;
 
-/** Named points where tests may kill the process (COMFYQ_CRASH_AT). */
-export type FaultPoint = 'after-prompt-stored' | 'after-post' | 'following' | 'after-outcome-saved';
+/**
+ * Named points where tests may kill (COMFYQ_CRASH_AT) or stop (COMFYQ_PAUSE_AT) the
+ * process: `before-post` comes before the fence's proof, `fence-sent` right after the
+ * proof's call was sent (its answer then arrives late).
+ */
+export type FaultPoint =
+  | 'after-prompt-stored'
+  | 'before-post'
+  | 'fence-sent'
+  | 'after-post'
+  | 'following'
+  | 'after-outcome-saved';
 
 export interface ProcessorSettings {
   pollIntervalMs: number;
@@ -25,6 +36,9 @@ export interface ProcessorSettings {
   recoveryCutoffMs: number;
   jobTimeoutMs: number;
   submitGraceMs: number;
+  /** with COMFYUI_TIMEOUT_MS, bounds the fence and the take-over grace (fence.ts) */
+  lockDurationMs: number;
+  comfyuiTimeoutMs: number;
 }
 
 export interface ProcessorDeps {
@@ -38,6 +52,8 @@ export interface ProcessorDeps {
   isCancelRequested: (jobId: string) => Promise<boolean>;
   /** lock-checked writes: data (+ progress, + log line) in one round trip, and progress */
   writer: JobWriter;
+  /** proves the job's lock right before a ComfyUI write that creates work (fence.ts) */
+  proveLock: ProveLock;
   /**
    * Called before a job's outcome is saved, for jobs with a webhook: enqueues a durable,
    * idempotent delivery (one per job), so a crash right after the outcome is saved cannot
