@@ -60,46 +60,8 @@ process.on('exit', () => {
   }
 });
 
-/** Cleanup steps run in reverse order, each bounded, each run even if another fails. */
-export class Scope {
-  private readonly steps: Array<{ what: string; fn: () => unknown }> = [];
-  private closed = false;
-
-  defer(what: string, fn: () => unknown): void {
-    if (this.closed) {
-      void Promise.resolve()
-        .then(fn)
-        .catch(() => undefined);
-      return;
-    }
-    this.steps.push({ what, fn });
-  }
-
-  async close(log?: (m: string) => void): Promise<void> {
-    this.closed = true;
-    while (this.steps.length > 0) {
-      const { what, fn } = this.steps.pop()!;
-      try {
-        await withTimeout(`cleanup: ${what}`, 10_000, Promise.resolve().then(fn));
-      } catch (err) {
-        log?.(`  (cleanup of ${what} failed: ${errorText(err)})`);
-      }
-    }
-  }
-}
-
-export function errorText(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
-}
-
-export function withTimeout<T>(what: string, ms: number, p: Promise<T>): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what}: timed out after ${ms} ms`)), ms);
-  });
-  p.catch(() => undefined);
-  return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
-}
+export { errorText, Scope, withTimeout } from '../src/lifecycle';
+import { errorText, withTimeout, type Scope } from '../src/lifecycle';
 
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 

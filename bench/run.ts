@@ -86,7 +86,10 @@ async function main() {
   process.on('SIGTERM', onSignal);
 
   const runOne = async (f: Entry): Promise<Row[]> => {
-    const scope = new Scope();
+    const scope = new Scope({
+      stepMs: 10_000,
+      onError: (what, err) => log(`  (cleanup of ${what} failed: ${errorText(err)})`),
+    });
     scopes.add(scope);
     const budgetMs = (quick ? f.budgetS[0] : f.budgetS[1]) * 1000;
     const t0 = Date.now();
@@ -107,7 +110,7 @@ async function main() {
         },
       ];
     } finally {
-      await scope.close(log);
+      await scope.close();
       scopes.delete(scope);
     }
   };

@@ -34,6 +34,7 @@ import {
   startWorker,
   uniqueName,
   waitUntil,
+  withTimeout,
   summarize,
   type BenchRedis,
   type Figure,
@@ -226,10 +227,7 @@ async function detectionTimes(
 async function simulatorAlone(url: string, n: number): Promise<number> {
   const clientId = randomUUID();
   const ws = new WebSocket(`${url.replace(/^http/, 'ws')}/ws?clientId=${clientId}`);
-  await Promise.race([
-    once(ws, 'open'),
-    new Promise((_, reject) => setTimeout(() => reject(new Error('ws open timeout')), 10_000)),
-  ]);
+  await withTimeout('ws open', 10_000, once(ws, 'open'));
   const waiting = new Map<string, () => void>();
   ws.on('message', (raw) => {
     const msg = JSON.parse(raw.toString()) as {

@@ -1,6 +1,7 @@
 import { PostHog } from 'posthog-node';
 import { fanOutSink, logAnalyticsSink, type AnalyticsSink } from './analytics';
 import type { Config } from './config';
+import { TimeoutError, withTimeout } from './lifecycle';
 import type { Logger } from './logger';
 
 /**
@@ -96,17 +97,13 @@ export function posthogSink(
       closing ??= (async () => {
         clearInterval(timer);
         const budgetMs = options.shutdownTimeoutMs ?? 5_000;
-        let timeout: NodeJS.Timeout | undefined;
-        const flushed = await Promise.race([
-          flush(),
-          new Promise<boolean>((resolve) => {
-            timeout = setTimeout(() => {
-              report('flushing events on close', new Error(`no answer within ${budgetMs} ms`));
-              resolve(false);
-            }, budgetMs);
-          }),
-        ]);
-        clearTimeout(timeout);
+        const flushed = await withTimeout('flushing events on close', budgetMs, flush()).catch(
+          (err: unknown) => {
+            if (!(err instanceof TimeoutError)) throw err;
+            report('flushing events on close', new Error(`no answer within ${budgetMs} ms`));
+            return false;
+          },
+        );
         // after a failure, what is still queued is given up (shutdown would retry, noisily)
         if (flushed) await client.shutdown(budgetMs).catch(() => undefined);
       })();

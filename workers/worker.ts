@@ -6,6 +6,7 @@
 import { writeSync } from 'node:fs';
 import { createAnalytics } from '../src/analytics-posthog';
 import { loadConfig } from '../src/config';
+import { processScope } from '../src/lifecycle';
 import { createLogger } from '../src/logger';
 import { createMetrics } from '../src/metrics';
 import { describeRedis } from '../src/redis';
@@ -42,8 +43,16 @@ async function main() {
           }
         }
       : undefined;
+  const scope = processScope({
+    log,
+    timeoutMs: config.shutdownTimeoutMs,
+    stopping: 'shutting down: handing active jobs back',
+  });
+  scope.defer('analytics flush', () => analytics.close());
   const notify = createNotifyFinished(config);
+  scope.defer('webhook queue', () => notify.close());
   const webhooks = await startWebhookWorker(config, { log, metrics });
+  scope.defer('webhook worker', () => webhooks.close());
   const worker = await startImageWorker(config, {
     log,
     analytics,
@@ -51,37 +60,7 @@ async function main() {
     metrics,
     notifyFinished: notify.notifyFinished,
   });
-
-  let stopping = false;
-  const stop = (signal: string) => {
-    if (stopping) {
-      log.warn({ signal }, 'second signal: exiting now');
-      process.exit(1);
-    }
-    stopping = true;
-    log.info({ signal }, 'shutting down: handing active jobs back');
-    const timer = setTimeout(() => {
-      log.error('shutdown took longer than SHUTDOWN_TIMEOUT_MS: exiting');
-      process.exit(1);
-    }, config.shutdownTimeoutMs);
-    timer.unref();
-    const step = (what: string, fn: () => Promise<unknown>) =>
-      fn().catch((err: unknown) =>
-        log.warn(
-          { err: err instanceof Error ? err.message : String(err) },
-          `shutdown: ${what} failed`,
-        ),
-      );
-    void (async () => {
-      await step('image worker', () => worker.close());
-      await step('webhook worker', () => webhooks.close());
-      await step('webhook queue', () => notify.close());
-      await step('analytics flush', () => analytics.close());
-      process.exit(0);
-    })();
-  };
-  process.on('SIGTERM', () => stop('SIGTERM'));
-  process.on('SIGINT', () => stop('SIGINT'));
+  scope.defer('image worker', () => worker.close());
 }
 
 main().catch((err) => {

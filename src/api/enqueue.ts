@@ -11,6 +11,7 @@ import {
   type JobRequest,
   type QueueSettings,
 } from '../queue';
+import { TimeoutError, withTimeout } from '../lifecycle';
 import { OutcomeUnknownError, QueueUnavailableError } from './errors';
 import type { JobFields } from './parse-job';
 import { DEFAULT_JOB_TYPE } from './schemas';
@@ -104,16 +105,8 @@ export function createEnqueue(deps: EnqueueDeps) {
     await new Job(queue, IMAGE_JOB_NAME, data, opts, id).addJob(multi as never);
     const token = randomBytes(12).toString('base64url');
     multi.eval(OWN_FIELDS_LUA, 1, jobKey(settings, id), job.workflowJson, job.fingerprint, token);
-    let timer: NodeJS.Timeout | undefined;
-    const sent = multi.exec();
-    sent.catch(() => {}); // a late rejection after the budget must not go unhandled
     try {
-      const replies = await Promise.race([
-        sent,
-        new Promise<never>((_, reject) => {
-          timer = setTimeout(() => reject(new Error(`no answer within ${budgetMs} ms`)), budgetMs);
-        }),
-      ]);
+      const replies = await withTimeout('an enqueue', budgetMs, multi.exec());
       const [addReply, own] = replies ?? [];
       if (addReply?.[0]) throw addReply[0];
       if (own?.[0]) throw own[0];
@@ -124,8 +117,6 @@ export function createEnqueue(deps: EnqueueDeps) {
         throw new QueueUnavailableError('an enqueue', { cause: err });
       }
       throw new OutcomeUnknownError('an enqueue', id, { cause: err });
-    } finally {
-      clearTimeout(timer);
     }
   }
 
@@ -160,16 +151,10 @@ export function createEnqueue(deps: EnqueueDeps) {
 
 /** `work` within `ms`, else a QueueUnavailableError (only for reads: nothing was written). */
 export async function withBudget<T>(work: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  work.catch(() => {});
   try {
-    return await Promise.race([
-      work,
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new QueueUnavailableError(`${what} within ${ms} ms`)), ms);
-      }),
-    ]);
-  } finally {
-    clearTimeout(timer);
+    return await withTimeout(what, ms, work);
+  } catch (err) {
+    if (err instanceof TimeoutError) throw new QueueUnavailableError(`${what} within ${ms} ms`);
+    throw err;
   }
 }

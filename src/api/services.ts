@@ -2,6 +2,7 @@ import { once } from 'node:events';
 import { QueueEvents } from 'bullmq';
 import type IORedis from 'ioredis';
 import { ComfyClient } from '../comfy/client';
+import { errorText, Scope, withTimeout } from '../lifecycle';
 import type { Config } from '../config';
 import type { Logger } from '../logger';
 import { cancelChannel, createImageQueue, startRetentionCleaner, type ImageQueue } from '../queue';
@@ -45,20 +46,6 @@ export interface ApiServices {
 /** Each close step's bound: with Redis down, BullMQ's close() can wait for an 'end' that never comes. */
 const CLOSE_STEP_MS = 2_000;
 
-async function bounded(work: Promise<unknown> | void, ms: number): Promise<void> {
-  let timer: NodeJS.Timeout | undefined;
-  try {
-    await Promise.race([
-      work,
-      new Promise((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms`)), ms);
-      }),
-    ]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
 /** Logs at most one line per `everyMs` for a recurring error (a Redis outage repeats every 2 s). */
 function throttled(log: Logger, what: string, everyMs = 10_000) {
   let last = 0;
@@ -72,37 +59,24 @@ function throttled(log: Logger, what: string, everyMs = 10_000) {
 
 export async function createApiServices(config: ApiConfig, log: Logger): Promise<ApiServices> {
   const settings = { ...config, connectionName: `api-${process.pid}` };
-  const closers: Array<[string, () => Promise<unknown> | void]> = [];
+  const scope = new Scope({
+    stepMs: CLOSE_STEP_MS,
+    onError: (what, err) => log.warn({ err: errorText(err) }, `shutdown: closing ${what} failed`),
+  });
   const queue = createImageQueue(settings, 'producer');
   queue.on('error', throttled(log, 'queue'));
-  closers.unshift([
-    'queue',
-    async () => {
-      try {
-        await queue.close();
-      } catch (err) {
-        void queue.disconnect().catch(() => {}); // QUIT failed (Redis down): stop reconnecting
-        throw err;
-      }
-    },
-  ]);
+  scope.defer('queue', async () => {
+    try {
+      await queue.close();
+    } catch (err) {
+      void queue.disconnect().catch(() => {}); // QUIT failed (Redis down): stop reconnecting
+      throw err;
+    }
+  });
   const redis = createRedis(settings, 'producer');
   redis.on('error', throttled(log, 'commands'));
-  closers.unshift(['redis', () => quit(redis)]);
-  let closing: Promise<void> | undefined;
-  const close = () =>
-    (closing ??= (async () => {
-      for (const [what, fn] of closers) {
-        try {
-          await bounded(fn(), CLOSE_STEP_MS);
-        } catch (err) {
-          log.warn(
-            { err: err instanceof Error ? err.message : String(err) },
-            `shutdown: closing ${what} failed`,
-          );
-        }
-      }
-    })());
+  scope.defer('redis', () => quit(redis));
+  const close = () => scope.close();
 
   try {
     // Redis must be up before we listen: wait (reconnecting every ≤ 2 s), saying so
@@ -124,16 +98,16 @@ export async function createApiServices(config: ApiConfig, log: Logger): Promise
       prefix: config.queuePrefix,
     });
     queueEvents.on('error', throttled(log, 'events'));
-    closers.unshift(['queue events', () => queueEvents.close()]);
+    scope.defer('queue events', () => queueEvents.close());
     await queueEvents.waitUntilReady();
 
     const cancels = createRedis(settings, 'subscriber');
     cancels.on('error', throttled(log, 'cancel subscriber'));
-    closers.unshift(['cancel subscriber', () => quit(cancels)]);
+    scope.defer('cancel subscriber', () => quit(cancels));
     await cancels.subscribe(cancelChannel(config));
 
     const hub = createJobEventHub(queueEvents, cancels);
-    closers.unshift(['event streams', () => hub.close()]);
+    scope.defer('event streams', () => hub.close());
 
     const stopCleaner = startRetentionCleaner(
       queue,
@@ -141,13 +115,10 @@ export async function createApiServices(config: ApiConfig, log: Logger): Promise
       config.cleanIntervalMs,
       log,
     );
-    closers.unshift(['retention cleaner', stopCleaner]);
+    scope.defer('retention cleaner', stopCleaner);
 
     const clients = new Map<string, ComfyClient>();
-    closers.unshift([
-      'comfyui clients',
-      () => Promise.all([...clients.values()].map((c) => c.close())),
-    ]);
+    scope.defer('comfyui clients', () => Promise.all([...clients.values()].map((c) => c.close())));
     const comfy = (url: string) => {
       let c = clients.get(url);
       if (!c) clients.set(url, (c = new ComfyClient(url, { timeoutMs: config.comfyuiTimeoutMs })));
@@ -155,7 +126,7 @@ export async function createApiServices(config: ApiConfig, log: Logger): Promise
     };
 
     const parser = createBodyParser();
-    closers.unshift(['body parser threads', () => parser.close()]);
+    scope.defer('body parser threads', () => parser.close());
 
     const store = createJobStore({ queue, redis, settings: config });
     return { queue, redis, queueEvents, store, parser, hub, comfy, close };
@@ -168,17 +139,9 @@ export async function createApiServices(config: ApiConfig, log: Logger): Promise
 /** QUIT, or drop the socket if Redis does not answer (it may be the thing that is down). */
 async function quit(client: IORedis): Promise<void> {
   if (client.status === 'end') return;
-  let timer: NodeJS.Timeout | undefined;
   try {
-    await Promise.race([
-      client.quit(),
-      new Promise((_, reject) => {
-        timer = setTimeout(() => reject(new Error('QUIT timed out')), 1_000);
-      }),
-    ]);
+    await withTimeout('QUIT', 1_000, client.quit());
   } catch {
     client.disconnect();
-  } finally {
-    clearTimeout(timer);
   }
 }

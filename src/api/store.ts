@@ -7,6 +7,7 @@ import {
   type ImageQueue,
   type JobData,
 } from '../queue';
+import { withTimeout } from '../lifecycle';
 import { createEnqueue, withBudget } from './enqueue';
 import { OutcomeUnknownError, QueueUnavailableError } from './errors';
 import {
@@ -167,17 +168,8 @@ export function createJobStore(deps: JobStoreDeps) {
 
   /** Runs a Redis operation within the budget; any failure means the queue is unavailable. */
   async function guard<T>(operation: string, fn: () => Promise<T>): Promise<T> {
-    let timer: NodeJS.Timeout | undefined;
-    const work = fn();
-    work.catch(() => {}); // a late rejection after the timeout must not go unhandled
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(
-        () => reject(new QueueUnavailableError(`${operation} within ${budgetMs} ms`)),
-        budgetMs,
-      );
-    });
     try {
-      return await Promise.race([work, timeout]);
+      return await withBudget(fn(), budgetMs, operation);
     } catch (err) {
       if (err instanceof QueueUnavailableError) throw err;
       // a bug or corrupted data stays a 500 (logged); a connection problem is a 503
@@ -185,8 +177,6 @@ export function createJobStore(deps: JobStoreDeps) {
         throw new QueueUnavailableError(operation, { cause: err });
       }
       throw err;
-    } finally {
-      clearTimeout(timer);
     }
   }
 
@@ -297,19 +287,10 @@ export function createJobStore(deps: JobStoreDeps) {
 
     /** PING within `timeoutMs` (readiness). */
     async ping(timeoutMs: number): Promise<boolean> {
-      let timer: NodeJS.Timeout | undefined;
       try {
-        const pong = await Promise.race([
-          redis.ping(),
-          new Promise<never>((_, reject) => {
-            timer = setTimeout(() => reject(new Error('timeout')), timeoutMs);
-          }),
-        ]);
-        return pong === 'PONG';
+        return (await withTimeout('PING', timeoutMs, redis.ping())) === 'PONG';
       } catch {
         return false;
-      } finally {
-        clearTimeout(timer);
       }
     },
   };

@@ -6,12 +6,12 @@
  * SHUTDOWN_TIMEOUT_MS; a second signal exits at once.
  */
 import { once } from 'node:events';
-import type { Server } from 'node:http';
 import { DASHBOARD_PATH, createDashboard } from '../../dashboard/board';
 import { createApp } from '../api/app';
 import { createApiServices, type ApiServices } from '../api/services';
-import { loadConfig } from '../config';
-import { createLogger } from '../logger';
+import { loadConfig, type Config } from '../config';
+import { processScope } from '../lifecycle';
+import { createLogger, type Logger } from '../logger';
 import { describeRedis } from '../redis';
 import { createApiMetrics, metricsHandler, registerQueueDepth } from '../metrics';
 import { startRetentionCleaner } from '../queue';
@@ -22,50 +22,19 @@ import pkg from '../../package.json';
 async function main() {
   const config = loadConfig();
   const log = createLogger({ logLevel: config.logLevel, logPretty: config.logPretty, name: 'api' });
-  // what exists so far: a signal may arrive while we still wait for Redis
-  const running: { services?: ApiServices; server?: Server } = {};
-  const closeWebhookQueueRef: { current?: () => Promise<unknown> } = {};
-
-  let stopping: Promise<void> | undefined;
-  const stop = (signal: string) => {
-    if (stopping) {
-      log.warn({ signal }, 'second signal: exiting now');
-      process.exit(1);
-    }
-    log.info({ signal }, 'shutting down');
-    const timer = setTimeout(() => {
-      log.error('shutdown took longer than SHUTDOWN_TIMEOUT_MS: exiting');
-      process.exit(1);
-    }, config.shutdownTimeoutMs);
-    timer.unref();
-    stopping = (async () => {
-      const { server, services } = running;
-      if (server) {
-        const closed = once(server, 'close');
-        server.close();
-        services?.hub.close(); // open SSE streams would keep server.close() waiting
-        server.closeIdleConnections();
-        await closed;
-      }
-      await closeWebhookQueueRef.current?.();
-      await services?.close();
-      log.info('api stopped');
-    })();
-    void stopping.then(
-      () => process.exit(0),
-      (err) => {
-        log.error({ err }, 'shutdown failed');
-        process.exit(1);
-      },
-    );
-  };
-  process.on('SIGTERM', () => stop('SIGTERM'));
-  process.on('SIGINT', () => stop('SIGINT'));
+  // released in reverse: the HTTP server (and SSE streams), the webhook queue, the services;
+  // a signal may arrive while we still wait for Redis
+  const scope = processScope({
+    log,
+    timeoutMs: config.shutdownTimeoutMs,
+    stopping: 'shutting down',
+    stopped: 'api stopped',
+  });
 
   log.info({ redis: describeRedis(config), queue: config.queueName }, 'starting api');
   const services = await createApiServices(config, log);
-  running.services = services;
-  if (stopping) return;
+  scope.defer('services', () => services.close());
+  if (scope.closed) return;
 
   const webhookQueue = createWebhookQueue({
     ...config,
@@ -78,11 +47,34 @@ async function main() {
     config.cleanIntervalMs,
     log,
   );
-  const closeWebhookQueue = () => {
+  scope.defer('webhook queue', () => {
     stopWebhookCleaner();
     return webhookQueue.close().catch(() => webhookQueue.disconnect());
-  };
-  closeWebhookQueueRef.current = closeWebhookQueue;
+  });
+
+  const { app, dashboard } = createHttpApp(config, services, webhookQueue, log);
+  const server = app.listen(config.port);
+  scope.defer('http server', async () => {
+    const closed = once(server, 'close');
+    server.close();
+    services.hub.close(); // open SSE streams would keep server.close() waiting
+    server.closeIdleConnections();
+    await closed;
+  });
+  await once(server, 'listening');
+  log.info(
+    { port: config.port, dashboard: dashboard ? DASHBOARD_PATH : undefined },
+    `api listening on http://localhost:${config.port}`,
+  );
+}
+
+/** The Express app: the /v1 API, the dashboard, /metrics. */
+function createHttpApp(
+  config: Config,
+  services: ApiServices,
+  webhookQueue: ReturnType<typeof createWebhookQueue>,
+  log: Logger,
+) {
   const metrics = createApiMetrics();
   registerQueueDepth(metrics, [services.queue, webhookQueue]);
 
@@ -111,13 +103,7 @@ async function main() {
   if (config.apiKeys.length === 0)
     log.warn('API_KEYS is not set: /v1 accepts requests without an API key');
 
-  const server = app.listen(config.port);
-  running.server = server;
-  await once(server, 'listening');
-  log.info(
-    { port: config.port, dashboard: dashboard ? DASHBOARD_PATH : undefined },
-    `api listening on http://localhost:${config.port}`,
-  );
+  return { app, dashboard };
 }
 
 main().catch((err) => {

@@ -9,6 +9,7 @@
 import { randomBytes } from 'node:crypto';
 import { extname, join, resolve } from 'node:path';
 import { loadConfig } from '../config';
+import { handleSignals, TimeoutError, withTimeout } from '../lifecycle';
 import { redactRedisUrl } from '../redis';
 import { describeExit, StartError, type ManagedChild } from '../run/child';
 import { EXIT_WITH_PARENT_IMPORT } from '../run/exit-with-parent';
@@ -48,13 +49,12 @@ function spawnNode(
   return s.spawn({ name, command: process.execPath, args, env, cwd: ROOT }, stage, stopMs);
 }
 
-function withTimeout<T>(what: string, p: Promise<T>): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    const message = `${what} was not ready within ${READY_TIMEOUT_MS / 1000} s`;
-    timer = setTimeout(() => reject(new StartError(message)), READY_TIMEOUT_MS);
+/** `p`, or a StartError once READY_TIMEOUT_MS have passed. */
+function readyWithin<T>(what: string, p: Promise<T>): Promise<T> {
+  return withTimeout(what, READY_TIMEOUT_MS, p).catch((err: unknown) => {
+    if (!(err instanceof TimeoutError)) throw err;
+    throw new StartError(`${what} was not ready within ${READY_TIMEOUT_MS / 1000} s`);
   });
-  return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
 }
 
 /** Polls /readyz (no event crosses the process boundary) until 200 or the API exits. */
@@ -100,7 +100,7 @@ async function startAll(s: Supervisor, env: NodeJS.ProcessEnv): Promise<string[]
         SIM_OUTPUT_DIR: join(dataDir, 'simulator-output'),
       };
       const sim = spawnNode(s, 'simulator', 'src/bin/simulator', simEnv, STAGE.simulator, 5_000);
-      await withTimeout('the simulator', sim.waitForLine(/ComfyUI simulator listening on/));
+      await readyWithin('the simulator', sim.waitForLine(/ComfyUI simulator listening on/));
       return { url: `http://127.0.0.1:${port}`, note: '  (simulator)' };
     })(),
   ]);
@@ -119,8 +119,8 @@ async function startAll(s: Supervisor, env: NodeJS.ProcessEnv): Promise<string[]
   const worker = spawnNode(s, 'worker', 'workers/worker', workerEnv, STAGE.app, stopMs);
   const apiUrl = `http://127.0.0.1:${apiPort}`;
   await Promise.all([
-    withTimeout('the API', waitReady(`${apiUrl}/readyz`, api)),
-    withTimeout('the worker', worker.waitForLine(/worker ready/)),
+    readyWithin('the API', waitReady(`${apiUrl}/readyz`, api)),
+    readyWithin('the worker', worker.waitForLine(/worker ready/)),
   ]);
 
   // whatever was not given is generated, so it is printed (a secret given is never echoed)
@@ -162,25 +162,23 @@ async function main() {
       void shutdown(1);
     },
   });
-  let firstSignalAt: number | undefined;
-  const onSignal = (signal: NodeJS.Signals) => {
-    // Ctrl-C under `npm start` arrives twice at once (from the terminal and forwarded by
-    // npm): only a signal sent well after the first one forces the stop.
-    if (firstSignalAt !== undefined && Date.now() - firstSignalAt < 1_000) return;
-    if (firstSignalAt !== undefined) {
+  // Ctrl-C under `npm start` arrives twice at once (from the terminal and forwarded by npm):
+  // only a signal sent well after the first one forces the stop. A closed terminal (SIGHUP)
+  // stops in order as for Ctrl-C (else redis-server would outlive us).
+  handleSignals({
+    signals: ['SIGINT', 'SIGTERM', 'SIGHUP'],
+    repeatMs: 1_000,
+    say,
+    stop(signal) {
+      say(`${signal}: stopping everything (send it again to force)`);
+      return shutdown(0);
+    },
+    force(signal) {
       say(`${signal} again: killing everything now`);
       void supervisor.killAll().then(() => process.exit(130));
-      return;
-    }
-    firstSignalAt = Date.now();
-    say(`${signal}: stopping everything (send it again to force)`);
-    void shutdown(0);
-  };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
-  // a closed terminal: stop in order as for Ctrl-C (else redis-server would outlive us), and
-  // do not die of EIO printing to the terminal that is gone
-  process.on('SIGHUP', onSignal);
+    },
+  });
+  // do not die of EIO printing to a terminal that is gone
   process.stdout.on('error', () => undefined);
   process.stderr.on('error', () => undefined);
 

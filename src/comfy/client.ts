@@ -3,6 +3,7 @@ import type { Readable } from 'node:stream';
 import { Pool, type Dispatcher } from 'undici';
 import { withBeforeWrite, WriteRefused, type WriteOptions } from './before-write';
 import { ComfyHttpError, ComfyProtocolError, ComfyUnreachableError } from '../errors';
+import { TimeoutError, withTimeout } from '../lifecycle';
 import {
   HistoryEntrySchema,
   JobListSchema,
@@ -108,14 +109,11 @@ export class ComfyClient {
     this.closed = true;
     const pool = this.dispatcher?.pool;
     if (!pool) return;
-    let timer: NodeJS.Timeout | undefined;
-    const grace = new Promise<'late'>((resolve) => {
-      timer = setTimeout(() => resolve('late'), graceMs);
-    });
     try {
-      if ((await Promise.race([pool.close(), grace])) === 'late') await pool.destroy();
-    } finally {
-      clearTimeout(timer);
+      await withTimeout('closing the connections', graceMs, pool.close());
+    } catch (err) {
+      if (!(err instanceof TimeoutError)) throw err;
+      await pool.destroy();
     }
   }
 

@@ -1,6 +1,7 @@
 import { hostname } from 'node:os';
 import { Worker } from 'bullmq';
 import type { Config } from '../config';
+import { errorText, Scope } from '../lifecycle';
 import type { Logger } from '../logger';
 import type { Metrics } from '../metrics';
 import { createImageQueue, type JobRequest, type QueueSettings } from '../queue';
@@ -22,6 +23,9 @@ import { createSigner, validateWebhookSecret } from './signing';
 import type { LookupAll } from './url-policy';
 
 export type { WebhookEvent } from './queue';
+
+/** Each close step's bound beyond a delivery's own timeout. */
+const CLOSE_STEP_MS = 5_000;
 
 export type WebhookConfig = Pick<
   Config,
@@ -109,8 +113,13 @@ export async function startWebhookWorker(
   const delivery = { ...DEFAULT_DELIVERY, ...deps.delivery };
   const name = `${config.workerName ?? `${hostname()}-${process.pid}`}-webhooks`;
   const settings: QueueSettings = { ...config, connectionName: name };
+  const scope = new Scope({
+    stepMs: delivery.timeoutMs + CLOSE_STEP_MS,
+    onError: (what, err) => log.warn({ err: errorText(err) }, `shutdown: ${what} close failed`),
+  });
   const imageQueue = createImageQueue(settings, 'worker');
   imageQueue.on('error', (err) => log.warn({ err: err.message }, 'redis (webhooks) error'));
+  scope.defer('webhooks image queue', () => imageQueue.close());
 
   const processor = createDeliveryProcessor({
     imageQueue,
@@ -139,22 +148,10 @@ export async function startWebhookWorker(
     },
   );
   worker.on('error', (err) => log.warn({ err: err.message }, 'webhook worker error'));
+  scope.defer('webhook worker', () => worker.close());
   await worker.waitUntilReady();
   void worker.run().catch((err) => log.error({ err }, 'webhook worker stopped with an error'));
   log.info({ queue: webhookQueueName(config.queueName) }, 'webhook deliveries: consuming');
 
-  let closing: Promise<void> | undefined;
-  return {
-    close() {
-      closing ??= (async () => {
-        await worker
-          .close()
-          .catch((err: Error) =>
-            log.warn({ err: err.message }, 'shutdown: webhook worker close failed'),
-          );
-        await imageQueue.close().catch(() => undefined);
-      })();
-      return closing;
-    },
-  };
+  return { close: () => scope.close() };
 }

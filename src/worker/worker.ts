@@ -6,6 +6,7 @@ import { fanOutSink, type AnalyticsSink } from '../analytics';
 import { metricsSink, registerInstanceHealth, serveMetrics, type Metrics } from '../metrics';
 import { ComfyPool } from '../comfy/pool';
 import type { Config } from '../config';
+import { errorText, Scope } from '../lifecycle';
 import type { Logger } from '../logger';
 import {
   CANCEL_FIELD,
@@ -48,6 +49,7 @@ export type WorkerConfig = Pick<
   | 'retryBackoffMs'
   | 'workerName'
   | 'metricsPort'
+  | 'shutdownTimeoutMs'
 >;
 
 export interface WorkerDeps {
@@ -105,6 +107,10 @@ export async function startImageWorker(
   const clientId = `comfyui-queue-${name}-${randomBytes(4).toString('hex')}`;
   const settings = { ...config, connectionName: `worker-${name}` };
 
+  const scope = new Scope({
+    stepMs: config.shutdownTimeoutMs,
+    onError: (what, err) => log.warn({ err: errorText(err) }, `shutdown: closing ${what} failed`),
+  });
   const pool = new ComfyPool({
     urls: config.comfyuiUrls,
     slotsPerInstance: config.workerConcurrency,
@@ -118,11 +124,13 @@ export async function startImageWorker(
           deps.metrics!.comfyRequests.observe({ comfyui_instance: url, route, outcome }, ms / 1000)
       : undefined,
   });
-
+  scope.defer('comfyui clients', () => pool.close());
   const commands = createRedis(settings, 'worker');
   commands.on('error', (err) => log.warn({ err: err.message }, 'redis (commands) error'));
+  scope.defer('commands', () => commands.quit());
   const subscriber = createRedis(settings, 'subscriber');
   subscriber.on('error', (err) => log.warn({ err: err.message }, 'redis (subscriber) error'));
+  scope.defer('subscriber', () => subscriber.quit());
 
   const processor = createProcessor({
     settings: config,
@@ -140,6 +148,55 @@ export async function startImageWorker(
     notifyFinished: deps.notifyFinished,
   });
 
+  const worker = createBullWorker(config, settings, name, processor, log);
+  let metricsServer: Server | undefined;
+  scope.defer('worker', async () => {
+    // hand active jobs back at once (they resume elsewhere), then stop
+    worker.cancelAllJobs(ABORT.shutdown);
+    await worker.close();
+    metricsServer?.close();
+  });
+
+  await subscriber.subscribe(cancelChannel(config));
+  subscriber.on('message', (_channel, jobId: string) => {
+    if (worker.cancelJob(jobId, ABORT.cancel)) log.info({ jobId }, 'cancel requested');
+  });
+
+  if (deps.metrics) {
+    // the queue depth is the API's to report; a worker reports its own jobs and instances
+    registerInstanceHealth(deps.metrics, config.comfyuiUrls, () => pool.healthyUrls());
+    metricsServer = await serveMetrics(deps.metrics, config.metricsPort, log);
+  }
+
+  await warnIfEvicting(commands, log);
+  await worker.waitUntilReady();
+  void worker.run().catch((err) => log.error({ err }, 'worker stopped with an error'));
+  log.info(
+    {
+      name,
+      queue: config.queueName,
+      concurrency: config.workerConcurrency * config.comfyuiUrls.length,
+      comfyui: config.comfyuiUrls,
+    },
+    'worker ready',
+  );
+
+  const address = metricsServer?.address();
+  return {
+    name,
+    metricsPort: address && typeof address === 'object' ? address.port : undefined,
+    close: () => scope.close().then(() => log.info('worker stopped')),
+  };
+}
+
+/** The BullMQ Worker of the image queue, with its events logged and lost locks handled. */
+function createBullWorker(
+  config: WorkerConfig,
+  settings: WorkerConfig & { connectionName: string },
+  name: string,
+  processor: ReturnType<typeof createProcessor>,
+  log: Logger,
+): ImageBullWorker {
   const worker = new ImageBullWorker(config.queueName, processor, {
     connection: redisOptions(settings, 'worker'),
     prefix: config.queuePrefix,
@@ -182,58 +239,5 @@ export async function startImageWorker(
     }
   });
 
-  await subscriber.subscribe(cancelChannel(config));
-  subscriber.on('message', (_channel, jobId: string) => {
-    if (worker.cancelJob(jobId, ABORT.cancel)) log.info({ jobId }, 'cancel requested');
-  });
-
-  let metricsServer: Server | undefined;
-  if (deps.metrics) {
-    // the queue depth is the API's to report; a worker reports its own jobs and instances
-    registerInstanceHealth(deps.metrics, config.comfyuiUrls, () => pool.healthyUrls());
-    metricsServer = await serveMetrics(deps.metrics, config.metricsPort, log);
-  }
-
-  await warnIfEvicting(commands, log);
-  await worker.waitUntilReady();
-  void worker.run().catch((err) => log.error({ err }, 'worker stopped with an error'));
-  log.info(
-    {
-      name,
-      queue: config.queueName,
-      concurrency: config.workerConcurrency * config.comfyuiUrls.length,
-      comfyui: config.comfyuiUrls,
-    },
-    'worker ready',
-  );
-
-  let closing: Promise<void> | undefined;
-  const address = metricsServer?.address();
-  return {
-    name,
-    metricsPort: address && typeof address === 'object' ? address.port : undefined,
-    close() {
-      closing ??= (async () => {
-        const step = async (what: string, fn: () => Promise<unknown>) => {
-          try {
-            await fn();
-          } catch (err) {
-            log.warn(
-              { err: err instanceof Error ? err.message : String(err) },
-              `shutdown: ${what} failed`,
-            );
-          }
-        };
-        // hand active jobs back at once (they resume elsewhere), then stop
-        worker.cancelAllJobs(ABORT.shutdown);
-        await step('worker close', () => worker.close());
-        metricsServer?.close();
-        await step('comfyui clients close', () => pool.close());
-        await step('subscriber quit', () => subscriber.quit());
-        await step('commands quit', () => commands.quit());
-        log.info('worker stopped');
-      })();
-      return closing;
-    },
-  };
+  return worker;
 }
