@@ -178,9 +178,8 @@ describe('PostHog sink (real posthog-node, real HTTP)', () => {
       errorLogEveryMs: 0,
     });
     sink.capture('comfyui_job_resubmitted', 'j', { jobId: 'j', promptId: 'p' });
-    const t0 = Date.now();
+    // PostHog never answers: close() returns at all only because it is bounded
     await sink.close();
-    expect(Date.now() - t0).toBeLessThan(2_000);
     expect(lines.map((l) => l.msg)).toContain(
       'analytics: flushing events on close failed (jobs are unaffected)',
     );

@@ -12,6 +12,7 @@ import {
 import { startSystem, type TestSystem } from './helpers/system';
 import { waitFor } from './helpers/wait';
 import { sleepWorkflow, tinyWorkflow } from './helpers/workflows';
+import { historyEntry } from './helpers/sim-history';
 
 /**
  * The worker's lifecycle with an in-process worker, a real redis-server and the simulator:
@@ -169,13 +170,10 @@ test('a cancel mark whose message was missed still stops a running job (its next
   expect(await job.getState()).toBe('failed');
   expect(job.data.state).toMatchObject({ status: 'cancelled', error: { code: 'cancelled' } });
   // interrupted in ComfyUI (the interrupt lands asynchronously), not run to its end
-  const status = await waitFor('the interrupted prompt in the history', async () => {
-    const h = (await (await fetch(`${sys.sim.url}/history/${promptId}`)).json()) as Record<
-      string,
-      { status: { status_str: string } }
-    >;
-    return h[promptId!]?.status.status_str;
-  });
+  const status = await waitFor(
+    'the interrupted prompt in the history',
+    async () => (await historyEntry(sys.sim.url, promptId!))?.status.status_str,
+  );
   expect(status).toBe('error');
 });
 

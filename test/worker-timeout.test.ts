@@ -3,6 +3,7 @@ import type { JobData, JobResult } from '../src/queue';
 import { startSystem, type TestSystem } from './helpers/system';
 import { waitFor } from './helpers/wait';
 import { sleepWorkflow } from './helpers/workflows';
+import { historyEntry } from './helpers/sim-history';
 
 /** DESIGN rule 5: a job running longer than JOB_TIMEOUT_MS fails `timeout` and its prompt is interrupted. */
 let sys: TestSystem;
@@ -25,12 +26,8 @@ test('a job over JOB_TIMEOUT_MS fails timeout, not retried, and ComfyUI stops ru
   expect(done.failedReason).toMatch(/^timeout: .*JOB_TIMEOUT_MS/);
   const promptId = done.data.state.promptId!;
   // the interrupted prompt leaves ComfyUI's queue and is recorded as interrupted
-  const history = await waitFor('the interrupted prompt in history', async () => {
-    const h = (await fetch(`${sys.sim.url}/history/${promptId}`).then((r) => r.json())) as Record<
-      string,
-      { status: { messages: [string][] } }
-    >;
-    return h[promptId];
-  });
+  const history = await waitFor('the interrupted prompt in history', () =>
+    historyEntry(sys.sim.url, promptId),
+  );
   expect(history.status.messages.map((m) => m[0])).toContain('execution_interrupted');
 });
