@@ -15,6 +15,8 @@ import { spawnChild, type ManagedChild } from '../src/run/child';
 import { EXIT_WITH_PARENT_IMPORT } from '../src/run/exit-with-parent';
 import { freePort } from '../src/run/ports';
 import type { Workflow } from '../src/queue';
+import { processScope, SCOPE_VAR } from '../test/helpers/process-scope';
+import { tinyWorkflow } from '../test/helpers/workflows';
 
 export const ROOT = join(__dirname, '..');
 
@@ -44,21 +46,6 @@ export interface Row {
 }
 
 export type Figure = (ctx: BenchContext, scope: Scope) => Promise<Row[]>;
-
-/**
- * Children that must die with the benchmark whatever happens (sync, for process 'exit').
- * Each child leads its own process group (spawnChild detaches it): the whole group is killed.
- */
-const livePids = new Set<number>();
-process.on('exit', () => {
-  for (const pid of livePids) {
-    try {
-      process.kill(-pid, 'SIGKILL');
-    } catch {
-      // already gone
-    }
-  }
-});
 
 export { errorText, Scope, withTimeout } from '../src/lifecycle';
 import { errorText, withTimeout, type Scope } from '../src/lifecycle';
@@ -165,13 +152,17 @@ export const fmtBytes = (n: number) =>
 
 /** The environment of a child: only what node needs, plus `env` (nothing of ours leaks in). */
 export function childEnv(env: Record<string, string>): NodeJS.ProcessEnv {
-  const keep = ['PATH', 'HOME', 'TMPDIR', 'LANG', 'TZ', 'SYSTEMROOT'];
+  const keep = ['PATH', 'HOME', 'TMPDIR', 'LANG', 'TZ', 'SYSTEMROOT', SCOPE_VAR];
   const base: NodeJS.ProcessEnv = {};
   for (const k of keep) if (process.env[k] !== undefined) base[k] = process.env[k];
   return { ...base, ...env };
 }
 
-/** Spawns a process owned by `scope`: stopped (SIGTERM, then SIGKILL) at cleanup. */
+/**
+ * Spawns a process owned by `scope`: stopped (SIGTERM, then SIGKILL) at cleanup; in the
+ * process scope of the tests (test/helpers/process-scope.ts), so it dies with the benchmark
+ * whatever happens, SIGKILL included.
+ */
 export function spawnOwned(
   scope: Scope,
   name: string,
@@ -181,13 +172,17 @@ export function spawnOwned(
   cwd = ROOT,
 ): ManagedChild {
   const child = spawnChild(
-    { name, command, args, env: childEnv(env), cwd, echo: () => false },
+    {
+      name,
+      command,
+      args,
+      env: { ...childEnv(env), [SCOPE_VAR]: processScope().token },
+      cwd,
+      echo: () => false,
+    },
     () => undefined,
   );
-  if (child.pid > 0) {
-    livePids.add(child.pid);
-    void child.exited.then(() => livePids.delete(child.pid));
-  }
+  processScope().adopt(child.pid, child.exited);
   scope.defer(`${name} (pid ${child.pid})`, () => child.stop('SIGTERM', 5_000));
   return child;
 }
@@ -233,20 +228,6 @@ export interface BenchRedis {
 }
 
 /**
- * redis-server under a shell that stops it when the benchmark goes away without cleaning up
- * (SIGKILL): the shell's stdin is a pipe from us, and its end means "stop". SIGTERM to the
- * shell (normal cleanup) stops redis-server too. Either way the data dir is removed.
- */
-const REDIS_WRAPPER = [
-  'exec 3<&0',
-  'redis-server "$@" & p=$!',
-  '(read _ <&3; kill $p 2>/dev/null) & w=$!',
-  "trap 'kill $p 2>/dev/null' TERM INT",
-  'wait $p; wait $p; kill $w 2>/dev/null',
-  'rm -rf "$BENCH_REDIS_DIR"',
-].join('\n');
-
-/**
  * A redis-server of the benchmark's own: free port, temporary data dir, no persistence
  * (AOF rewrites and RDB forks would only add noise), noeviction as BullMQ requires.
  */
@@ -258,11 +239,8 @@ export async function startRedis(scope: Scope, name = 'redis'): Promise<BenchRed
     const child = spawnOwned(
       scope,
       name,
-      'sh',
+      'redis-server',
       [
-        '-c',
-        REDIS_WRAPPER,
-        'redis-wrapper',
         '--port',
         String(port),
         '--bind',
@@ -275,8 +253,10 @@ export async function startRedis(scope: Scope, name = 'redis'): Promise<BenchRed
         '',
         '--maxmemory-policy',
         'noeviction',
+        '--set-proc-title', // keeps its environment readable (test/helpers/process-scope.ts)
+        'no',
       ],
-      { BENCH_REDIS_DIR: dir },
+      {},
       dir,
     );
     try {
@@ -438,24 +418,14 @@ export function killHard(child: ManagedChild): void {
  * `bytes` of JSON with a `_meta.title`, the way real workflows carry titles and notes.
  */
 export function sizedWorkflow(bytes: number, prefix: string): Workflow {
-  const wf: Workflow = {
-    '1': { class_type: 'EmptyImage', inputs: { width: 64, height: 48, batch_size: 1, color: 0 } },
-    '2': { class_type: 'ImageInvert', inputs: { image: ['1', 0] } },
-    '3': { class_type: 'SaveImage', inputs: { images: ['2', 0], filename_prefix: prefix } },
-  };
+  const wf = tinyWorkflow(prefix, 0);
   const pad = bytes - JSON.stringify(wf).length - 40;
   if (pad > 0) wf['1']._meta = { title: 'x'.repeat(pad) };
   return wf;
 }
 
-/** EmptyImage → TestSleep{seconds} (progress ticks) → SaveImage. */
-export function sleepingWorkflow(seconds: number, prefix: string): Workflow {
-  return {
-    '1': { class_type: 'EmptyImage', inputs: { width: 32, height: 32, batch_size: 1, color: 255 } },
-    '2': { class_type: 'TestSleep', inputs: { value: ['1', 0], seconds } },
-    '3': { class_type: 'SaveImage', inputs: { images: ['2', 0], filename_prefix: prefix } },
-  };
-}
+/** EmptyImage → TestSleep{seconds} (progress ticks) → SaveImage: the tests' workflow. */
+export { sleepWorkflow as sleepingWorkflow } from '../test/helpers/workflows';
 
 let seq = 0;
 export const uniqueName = (what: string) =>

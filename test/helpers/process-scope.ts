@@ -45,7 +45,7 @@ done
 export interface Reaper {
   readonly token: string;
   /** registers a child that leads its own process group, until it exits */
-  adopt(child: ChildProcess): void;
+  adopt(pid: number | undefined, exited: Promise<unknown>): void;
   /** kills every process of the scope and waits until the reaper is done */
   close(): Promise<void>;
 }
@@ -75,11 +75,10 @@ export function startReaper(token: string): Reaper {
   let closing: Promise<void> | undefined;
   return {
     token,
-    adopt(child) {
-      const pid = child.pid;
+    adopt(pid, exited) {
       if (!pid || closing) return;
       proc.stdin!.write(`${pid}\n`);
-      child.once('exit', () => {
+      void exited.then(() => {
         if (!closing) proc.stdin!.write(`-${pid}\n`);
       });
     },
@@ -130,6 +129,6 @@ export function spawnScoped(
     env: { ...(opts.env ?? process.env), [SCOPE_VAR]: scope.token },
     detached: true,
   });
-  scope.adopt(proc);
+  scope.adopt(proc.pid, once(proc, 'exit'));
   return proc;
 }
