@@ -4,6 +4,7 @@ import type { Logger } from '../logger';
 import { bearerAuth } from './auth';
 import { ApiError, errorHandler, notFoundHandler, sendError } from './errors';
 import { JOBS_BASE, jobsRouter } from './jobs-routes';
+import { swaggerUi } from './docs';
 import { buildOpenApiDocument } from './openapi';
 import type { BodyParser } from './parse-pool';
 import type { JobEventHub } from './sse';
@@ -25,6 +26,8 @@ export interface ApiDeps {
   /** Bearer keys for /v1; empty: no auth */
   apiKeys: readonly string[];
   version?: string;
+  /** PUBLIC_URL: the server named in the OpenAPI document */
+  publicUrl?: string;
   /** SSE heartbeat (and re-read) interval; default 15 s */
   sseHeartbeatMs?: number;
   /** extra mounts before the 404 handler: the dashboard, later the webhooks admin */
@@ -64,11 +67,12 @@ export function createApp(deps: ApiDeps): Express {
 
   const openapi = buildOpenApiDocument({
     version: deps.version ?? '0.0.0',
-    auth: deps.apiKeys.length > 0,
+    publicUrl: deps.publicUrl,
   });
   app.get('/v1/openapi.json', (_req, res) => {
     res.json(openapi);
   });
+  app.use('/docs', swaggerUi('/v1/openapi.json'));
   app.use('/v1', bearerAuth({ apiKeys: deps.apiKeys }));
   app.use(
     JOBS_BASE,

@@ -52,16 +52,33 @@ const common = {
   '503': error(
     'queue_unavailable (nothing changed), outcome_unknown (a write Redis did not confirm; error.jobId names the job; retry with the same Idempotency-Key) or server_busy',
   ),
+  '500': error('internal_error: a bug (logged with the request); nothing is known to have changed'),
 };
+/** Bearer auth on every /v1 operation (API_KEYS; an API without keys accepts any request). */
+const bearer = [{ bearer: [] }];
+const SSE_EVENTS =
+  'Server-Sent Events, one per change of the job view: `event: <name>` and `data: <the job ' +
+  'view as JSON>`. `progress` while queued, submitted or running; then exactly one of ' +
+  '`completed`, `failed`, `cancelled`, whose `id:` is that status, and the stream ends (a ' +
+  'reconnect with that Last-Event-ID answers 204). A `: heartbeat` comment keeps idle ' +
+  'streams open through proxies.';
 
-export function buildOpenApiDocument(opts: { version: string; auth: boolean }) {
+export interface OpenApiOptions {
+  version: string;
+  /** PUBLIC_URL, the API as clients see it; else the server is the document's own origin */
+  publicUrl?: string;
+}
+
+export function buildOpenApiDocument(opts: OpenApiOptions) {
   return {
     openapi: '3.1.0',
     info: {
       title: 'comfyui-queue',
       version: opts.version,
       description: 'Crash-safe BullMQ job runner for ComfyUI workflows.',
+      license: { name: 'MIT', identifier: 'MIT' },
     },
+    servers: [{ url: opts.publicUrl ?? '/', description: 'this API' }],
     components: {
       schemas: {
         CreateJob: schema(CreateJobSchema, 'input'),
@@ -70,13 +87,25 @@ export function buildOpenApiDocument(opts: { version: string; auth: boolean }) {
         JobView: schema(JobViewSchema, 'output'),
         Error: schema(ErrorSchema, 'output'),
       },
-      securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } },
+      securitySchemes: {
+        bearer: {
+          type: 'http',
+          scheme: 'bearer',
+          description: 'one of API_KEYS; without API_KEYS the API accepts requests without a key',
+        },
+      },
     },
-    ...(opts.auth ? { security: [{ bearer: [] }] } : {}),
+    tags: [
+      { name: 'jobs', description: 'Submit, follow, cancel and retry ComfyUI jobs' },
+      { name: 'operations', description: 'Health, readiness, metrics and this document' },
+    ],
     paths: {
       '/v1/jobs': {
         post: {
+          operationId: 'createJob',
+          tags: ['jobs'],
           summary: 'Enqueue a ComfyUI workflow',
+          security: bearer,
           parameters: [idempotencyKey],
           requestBody: { required: true, ...json('CreateJob') },
           responses: {
@@ -89,13 +118,17 @@ export function buildOpenApiDocument(opts: { version: string; auth: boolean }) {
             '413': error('payload_too_large: body over 5 MB'),
             '415': error('unsupported_media_type: the body must be application/json'),
             '422': error('idempotency_key_reuse: the key was used with a different body'),
+            '429': error('rate_limited or queue_full (Retry-After says when to try again)'),
             ...common,
           },
         },
       },
       '/v1/jobs/{id}': {
         get: {
+          operationId: 'getJob',
+          tags: ['jobs'],
           summary: 'The job view',
+          security: bearer,
           parameters: [jobId],
           responses: {
             '200': { description: 'the job', ...json('JobView') },
@@ -104,7 +137,10 @@ export function buildOpenApiDocument(opts: { version: string; auth: boolean }) {
           },
         },
         delete: {
+          operationId: 'cancelJob',
+          tags: ['jobs'],
           summary: 'Cancel the job',
+          security: bearer,
           parameters: [jobId, idempotencyKey],
           responses: {
             '202': {
@@ -117,15 +153,41 @@ export function buildOpenApiDocument(opts: { version: string; auth: boolean }) {
           },
         },
       },
+      '/v1/jobs/{id}/retry': {
+        post: {
+          operationId: 'retryJob',
+          tags: ['jobs'],
+          summary: 'Run a failed job again as a new generation (new prompt id, counters kept)',
+          security: bearer,
+          parameters: [jobId],
+          responses: {
+            '202': { description: 'queued again', ...json('JobView') },
+            '404': error('not_found'),
+            '409': error(
+              'already_finished (completed or cancelled) or not_finished (queued or running)',
+            ),
+            ...common,
+          },
+        },
+      },
       '/v1/jobs/{id}/events': {
         get: {
-          summary:
-            'Server-Sent Events: progress, completed, failed, cancelled (data: the job view)',
+          operationId: 'streamJobEvents',
+          tags: ['jobs'],
+          summary: 'Follow the job: Server-Sent Events until it finishes',
+          description: SSE_EVENTS,
+          security: bearer,
           parameters: [jobId],
           responses: {
             '200': {
               description: 'an event stream ending at a terminal state',
-              content: { 'text/event-stream': {} },
+              content: {
+                'text/event-stream': {
+                  schema: { type: 'string', description: SSE_EVENTS },
+                  example:
+                    'event: progress\ndata: {"id":"…","status":"running","progress":{"percent":40}}\n\n',
+                },
+              },
             },
             '404': error('not_found'),
             ...common,
@@ -134,27 +196,66 @@ export function buildOpenApiDocument(opts: { version: string; auth: boolean }) {
       },
       '/v1/jobs/{id}/outputs/{n}': {
         get: {
-          summary: "The n-th output file, streamed from ComfyUI's /view",
+          operationId: 'getJobOutput',
+          tags: ['jobs'],
+          summary: 'The n-th output file of a completed job',
+          security: bearer,
           parameters: [
             jobId,
             { name: 'n', in: 'path', required: true, schema: { type: 'integer', minimum: 0 } },
           ],
           responses: {
-            '200': { description: 'the file, with ComfyUI’s content type' },
+            '200': {
+              description: 'the file, with its content type',
+              content: {
+                'application/octet-stream': { schema: { type: 'string', format: 'binary' } },
+              },
+            },
             '404': error('not_found'),
             '502': error('comfyui_unreachable: the ComfyUI instance that made it did not answer'),
             ...common,
           },
         },
       },
+      '/v1/openapi.json': {
+        get: {
+          operationId: 'getOpenApiDocument',
+          tags: ['operations'],
+          summary: 'This document (Swagger UI at /docs)',
+          security: [],
+          responses: {
+            '200': { description: 'the OpenAPI document', content: { 'application/json': {} } },
+          },
+        },
+      },
       '/healthz': {
-        get: { summary: 'Liveness', security: [], responses: { '200': { description: 'alive' } } },
+        get: {
+          operationId: 'healthz',
+          tags: ['operations'],
+          summary: 'Liveness',
+          security: [],
+          responses: { '200': { description: 'alive', content: { 'application/json': {} } } },
+        },
       },
       '/readyz': {
         get: {
+          operationId: 'readyz',
+          tags: ['operations'],
           summary: 'Readiness: Redis PING within 1 s',
           security: [],
-          responses: { '200': { description: 'ready' }, '503': error('queue_unavailable') },
+          responses: {
+            '200': { description: 'ready', content: { 'application/json': {} } },
+            '503': error('queue_unavailable'),
+          },
+        },
+      },
+      '/metrics': {
+        get: {
+          operationId: 'metrics',
+          tags: ['operations'],
+          summary: "Prometheus text: this process's metrics and the queue depth",
+          security: [],
+          responses: { '200': { description: 'Prometheus text', content: { 'text/plain': {} } } },
         },
       },
     },

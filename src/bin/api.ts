@@ -96,6 +96,7 @@ function createHttpApp(
     log,
     apiKeys: config.apiKeys,
     version: pkg.version,
+    publicUrl: config.publicUrl,
     mounts: dashboard ? [dashboard] : [],
     webhookUrlPolicy: (url) => checkWebhookTarget(url, config.webhookAllowPrivate),
     metrics: metricsHandler(metrics),
