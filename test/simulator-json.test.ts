@@ -4,7 +4,7 @@
  */
 import { parseJson, pyFloatRepr, stringify, PyFloat } from '../src/simulator/json';
 import { pyFloat, pyInt, pyStr } from '../src/simulator/py';
-import { encodeSolidPng } from '../src/simulator/png';
+import { encodePng } from '../src/simulator/png';
 import { PNG } from 'pngjs';
 
 describe('json', () => {
@@ -51,7 +51,7 @@ describe('python conversions', () => {
 
 describe('png', () => {
   it('writes a real RGB PNG with tEXt metadata', () => {
-    const bytes = encodeSolidPng(5, 3, [10, 20, 30], [['prompt', '{"1": {}}']]);
+    const bytes = encodePng(5, 3, [10, 20, 30], [['prompt', '{"1": {}}']]);
     const png = PNG.sync.read(bytes);
     expect([png.width, png.height]).toEqual([5, 3]);
     expect([...png.data.subarray(0, 4)]).toEqual([10, 20, 30, 255]);

@@ -4,8 +4,11 @@
  * PNG (decoded with pngjs) holds exactly those bytes. LoadImage refuses a file that is not
  * in the input folder with ComfyUI 0.3.64's `custom_validation_failed` 400, `/object_info`
  * lists the input folder's images, and a changed file is loaded again (IS_CHANGED).
+ * SaveAnimatedPNG reports `{images, animated: [true]}` and writes an APNG.
  */
+import { inflateSync } from 'node:zlib';
 import { PNG } from 'pngjs';
+import { encodeApng } from '../src/simulator/png';
 import { createSimulator, type Simulator } from '../src/simulator/server';
 import { toByte } from '../src/simulator/values';
 import { http, postAndWait, uploadTo, viewFrom, WsClient } from './simulator-helpers';
@@ -147,5 +150,57 @@ describe('LoadImage validation and /object_info', () => {
     expect(one.text).toContain('"image": [["a.PNG", "b.png"], {"image_upload": true}]');
     const all = await http(sim.url, 'GET', '/object_info');
     expect(all.json.LoadImage.input.required.image[0]).toEqual(['a.PNG', 'b.png']);
+  });
+});
+
+/** The chunks of a PNG file: [type, data]. */
+function chunks(buf: Buffer): [string, Buffer][] {
+  const out: [string, Buffer][] = [];
+  for (let pos = 8; pos < buf.length;) {
+    const len = buf.readUInt32BE(pos);
+    out.push([buf.toString('latin1', pos + 4, pos + 8), buf.subarray(pos + 8, pos + 8 + len)]);
+    pos += 12 + len;
+  }
+  return out;
+}
+
+describe('SaveAnimatedPNG (images + animated)', () => {
+  it('reports {images, animated: [true]} and writes an APNG that merges equal frames', async () => {
+    const { entry } = await run({
+      '1': {
+        class_type: 'EmptyImage',
+        inputs: { width: 8, height: 4, batch_size: 3, color: 0x336699 },
+      },
+      '2': { class_type: 'ImageInvert', inputs: { image: ['1', 0] } },
+      '3': {
+        class_type: 'SaveAnimatedPNG',
+        inputs: { images: ['2', 0], filename_prefix: 'anim', fps: 4, compress_level: 4 },
+      },
+    });
+    expect(entry.outputs['3']).toEqual({
+      images: [{ filename: 'anim_00001_.png', subfolder: '', type: 'output' }],
+      animated: [true],
+    });
+    const view = await viewFrom(sim.url, 'filename=anim_00001_.png&type=output');
+    expect([view.status, view.type]).toEqual([200, 'image/png']);
+    const png = PNG.sync.read(view.body);
+    const rgb = [0x33, 0x66, 0x99].map(expectedInvert);
+    expect([...png.data.subarray(0, 3)]).toEqual(rgb);
+    const list = chunks(view.body);
+    expect(list.map(([t]) => t)).toEqual(['IHDR', 'acTL', 'fcTL', 'IDAT', 'comf', 'IEND']);
+    const fctl = list[2][1];
+    expect([fctl.readUInt16BE(20), fctl.readUInt16BE(22)]).toEqual([750, 1000]); // 3 × 250 ms
+    expect(list[4][1].toString('latin1')).toMatch(/^prompt\0\{"1": /);
+  });
+
+  it('keeps different frames apart as fcTL + fdAT with sequence numbers', () => {
+    const file = encodeApng(2, 1, [[1, 2, 3], Uint8Array.from([9, 9, 9, 8, 8, 8])], 100, [], 1);
+    const list = chunks(file);
+    expect(list.map(([t]) => t)).toEqual(['IHDR', 'acTL', 'fcTL', 'IDAT', 'fcTL', 'fdAT', 'IEND']);
+    expect(list[1][1].readUInt32BE(0)).toBe(2);
+    expect([list[2], list[4], list[5]].map(([, d]) => d.readUInt32BE(0))).toEqual([0, 1, 2]);
+    const second = inflateSync(list[5][1].subarray(4));
+    expect([...second]).toEqual([0, 9, 9, 9, 8, 8, 8]);
+    expect([...PNG.sync.read(file).data]).toEqual([1, 2, 3, 255, 1, 2, 3, 255]);
   });
 });

@@ -245,7 +245,7 @@ describe('node catalogue', () => {
     const core = transcript('object_info-core');
     const recorded = {
       ...core.steps[0].response.body,
-      ...transcript('object_info-audio').steps[0].response.body,
+      ...transcript('object_info-media').steps[0].response.body,
     };
     const all = await http(sim.url, 'GET', '/object_info');
     expect(all.contentType).toBe(JSON_TYPE);

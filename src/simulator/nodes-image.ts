@@ -9,25 +9,28 @@ import { getSaveImagePath } from './files';
 import { loadImage } from './load-image';
 import { fileEntry, metadataTexts, num, tempTag } from './node-util';
 import type { NodeFn, NodeResult, NodeRun } from './nodes';
-import { encodeRgbPng, encodeSolidPng } from './png';
+import { encodeApng, encodePng } from './png';
 import { PyError, pyTypeName } from './py';
 import { nodeTraceback } from './traceback';
 import { SimImage, type Rgb } from './values';
 
+function expectImages(images: unknown): SimImage {
+  if (images instanceof SimImage) return images;
+  throw new PyError(
+    'TypeError',
+    `'${pyTypeName(images)}' object is not subscriptable`,
+    nodeTraceback(['nodes.py', 1590, 'save_images', 'images[0].shape[1]']),
+  );
+}
+
 async function saveImages(
   run: NodeRun,
-  images: unknown,
+  input: unknown,
   filenamePrefix: string,
   texts: [string, string][],
   kind: 'output' | 'temp',
 ): Promise<NodeResult> {
-  if (!(images instanceof SimImage)) {
-    throw new PyError(
-      'TypeError',
-      `'${pyTypeName(images)}' object is not subscriptable`,
-      nodeTraceback(['nodes.py', 1590, 'save_images', 'images[0].shape[1]']),
-    );
-  }
+  const images = expectImages(input);
   const dir = kind === 'output' ? run.folders.output : run.folders.temp;
   const target = getSaveImagePath(filenamePrefix, dir, images.width, images.height);
   const level = kind === 'output' ? 4 : 1;
@@ -35,11 +38,7 @@ async function saveImages(
   let counter = target.counter;
   for (let b = 0; b < images.batch; b++) {
     const file = `${target.filename.replaceAll('%batch_num%', String(b))}_${String(counter).padStart(5, '0')}_.png`;
-    const bytes = images.bytes(b);
-    const png =
-      bytes instanceof Uint8Array
-        ? encodeRgbPng(images.width, images.height, bytes, texts, level)
-        : encodeSolidPng(images.width, images.height, bytes, texts, level);
+    const png = encodePng(images.width, images.height, images.bytes(b), texts, level);
     writeFileSync(path.join(target.folder, file), png);
     results.push(fileEntry(file, target.subfolder, kind));
     counter++;
@@ -77,6 +76,25 @@ export const IMAGE_NODES: Record<string, NodeFn> = {
       metadataTexts(i.prompt, i.extra_pnginfo),
       'output',
     ),
+
+  async SaveAnimatedPNG(run, i) {
+    const images = expectImages(i.images);
+    const target = getSaveImagePath(
+      String(i.filename_prefix),
+      run.folders.output,
+      images.width,
+      images.height,
+    );
+    const file = `${target.filename}_${String(target.counter).padStart(5, '0')}_.png`;
+    const frames = Array.from({ length: images.batch }, (_, b) => images.bytes(b));
+    const durationMs = Math.trunc(1000 / num(i.fps));
+    const comf = metadataTexts(i.prompt, i.extra_pnginfo);
+    const level = num(i.compress_level);
+    const png = encodeApng(images.width, images.height, frames, durationMs, comf, level);
+    writeFileSync(path.join(target.folder, file), png);
+    const results = [fileEntry(file, target.subfolder, 'output')];
+    return { outputs: [], ui: { images: results, animated: [true] } };
+  },
 
   PreviewImage: (run, i) =>
     saveImages(

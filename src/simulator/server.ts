@@ -1,8 +1,8 @@
 /**
  * The ComfyUI simulator: a real HTTP + WebSocket server that speaks ComfyUI 0.3.64's protocol
  * (see the shared comfyui-api.md and the recorded transcripts), runs a small node catalogue
- * (EmptyImage, LoadImage, ImageInvert, SaveImage, PreviewImage, EmptyAudio, SaveAudio,
- * PreviewAudio, TestSleep and an SDXL-style checkpoint → CLIP → KSampler → VAEDecode chain),
+ * (EmptyImage, LoadImage, ImageInvert, SaveImage, PreviewImage, SaveAnimatedPNG, EmptyAudio,
+ * SaveAudio, PreviewAudio, TestSleep and an SDXL-style checkpoint → CLIP → KSampler → VAEDecode chain),
  * takes uploads (`/upload/image`) and can be restarted, paused and told to fail, for crash
  * and fault tests.
  */
