@@ -485,7 +485,10 @@ export async function runChaos(options: ChaosOptions = {}): Promise<ChaosReport>
         violations.push(`${where} failed with an illegitimate reason: ${job.failedReason}`);
       }
       for (const e of rec.attemptErrors) {
-        const final = bullState === 'failed' && e.startsWith(`JobFailure: ${code}: `);
+        // the final attempt's error is the job's failure (its stack is its reason)
+        const final =
+          bullState === 'failed' &&
+          (e.startsWith(`${code}: `) || e.startsWith(`JobFailure: ${code}: `));
         if (!final && !TRANSIENT_ATTEMPT_ERROR.test(e))
           violations.push(`${where}: an attempt failed with an unexpected error: ${e}`);
       }
