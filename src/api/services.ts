@@ -143,7 +143,7 @@ export async function createApiServices(config: ApiConfig, log: Logger): Promise
     const store = createJobStore({ queue, redis, settings: config });
 
     const storage = createStorage(config.storage, config.s3);
-    closers.unshift(['storage', () => storage.close()]);
+    scope.defer('storage', () => storage.close());
     const stopSweeper = startStorageSweeper({
       storage,
       jobsExist: async (ids) => {
@@ -157,7 +157,7 @@ export async function createApiServices(config: ApiConfig, log: Logger): Promise
       intervalMs: config.cleanIntervalMs,
       log,
     });
-    closers.unshift(['storage sweeper', stopSweeper]);
+    scope.defer('storage sweeper', stopSweeper);
     return { queue, redis, queueEvents, store, parser, hub, comfy, storage, close };
   } catch (err) {
     await close();
