@@ -61,12 +61,12 @@ export function createUrlFetcher(opts: { allowPrivate: boolean; timeoutMs: numbe
         }
         const { statusCode: status, headers } = res;
         if (status >= 300 && status < 400 && typeof headers.location === 'string') {
-          res.body.destroy();
+          discard(res.body);
           target = new URL(headers.location, target).href;
           continue;
         }
         if (status < 200 || status >= 300) {
-          res.body.destroy();
+          discard(res.body);
           const retryable = status >= 500 || status === 408 || status === 429;
           throw new MediaError(
             'input_unavailable',
@@ -88,6 +88,12 @@ export function createUrlFetcher(opts: { allowPrivate: boolean; timeoutMs: numbe
     },
     close: () => agent.close(),
   };
+}
+
+/** Drops a body we do not read (its abort is not an error anyone waits for). */
+function discard(body: Readable | { on(e: 'error', f: () => void): unknown; destroy(): unknown }) {
+  body.on('error', () => {});
+  body.destroy();
 }
 
 /** Scheme, host and port only: a URL's path and query may hold secrets (signed URLs). */
