@@ -184,6 +184,8 @@ const schema = z.object({
   AWS_ENDPOINT_URL_S3: optionalString,
   AWS_ENDPOINT_URL: optionalString,
   AWS_REGION: optionalString,
+  AWS_ACCESS_KEY_ID: optionalString,
+  AWS_SECRET_ACCESS_KEY: optionalString,
   S3_FORCE_PATH_STYLE: flag('S3_FORCE_PATH_STYLE', false),
   PUBLIC_URL: optionalString,
   UPLOAD_MAX_BYTES: positiveInt('UPLOAD_MAX_BYTES', 52_428_800),
@@ -246,6 +248,11 @@ function toConfig(e: z.infer<typeof schema>) {
       endpoint: e.AWS_ENDPOINT_URL_S3 ?? e.AWS_ENDPOINT_URL,
       region: e.AWS_REGION,
       forcePathStyle: e.S3_FORCE_PATH_STYLE,
+      // both set: used as they are; otherwise the SDK's default chain (profiles, roles, …)
+      credentials:
+        e.AWS_ACCESS_KEY_ID && e.AWS_SECRET_ACCESS_KEY
+          ? { accessKeyId: e.AWS_ACCESS_KEY_ID, secretAccessKey: e.AWS_SECRET_ACCESS_KEY }
+          : undefined,
     },
     publicUrl: e.PUBLIC_URL,
     uploadMaxBytes: e.UPLOAD_MAX_BYTES,

@@ -48,6 +48,23 @@ export class ComfyProtocolError extends Error {
   }
 }
 
+/**
+ * An input file could not be put on ComfyUI, or an output copied to storage (DESIGN "Media
+ * in", "Media out"). `retryable`: retried with the job's backoff first (network, 5xx,
+ * storage down); otherwise the job fails at once (a URL that answers 4xx, a refused address).
+ */
+export class MediaError extends Error {
+  constructor(
+    readonly code: 'input_unavailable' | 'output_unavailable',
+    message: string,
+    readonly retryable: boolean,
+    options: { cause?: unknown } = {},
+  ) {
+    super(message, options);
+    this.name = 'MediaError';
+  }
+}
+
 /** Public error codes of a failed job (DESIGN: "Error codes"). */
 export const ERROR_CODES = [
   'workflow_invalid',
@@ -59,6 +76,8 @@ export const ERROR_CODES = [
   'comfyui_unreachable',
   'invalid_job_data',
   'stalled',
+  'input_unavailable',
+  'output_unavailable',
 ] as const;
 export type ErrorCode = (typeof ERROR_CODES)[number];
 

@@ -20,6 +20,11 @@ export interface JobOutput {
   filename: string;
   subfolder: string;
   type: string;
+  /** set once the file is copied to storage (DESIGN "Media out") */
+  contentType?: string;
+  size?: number;
+  /** its storage key */
+  key?: string;
 }
 
 export interface JobError {

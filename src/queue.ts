@@ -28,6 +28,14 @@ export interface JobRequest {
   owner?: string;
 }
 
+/**
+ * A file the workflow reads (DESIGN "Media in"): an upload in storage, or a URL the worker
+ * fetches (into `jobs/<id>/inputs/<i>`; size, sha256 and type are recorded then).
+ */
+export type JobInput =
+  | { name: string; upload: string; size: number; sha256: string; contentType: string }
+  | { name: string; url: string; size?: number; sha256?: string; contentType?: string };
+
 export interface JobData {
   v: number;
   /**
@@ -40,6 +48,8 @@ export interface JobData {
   nodes?: number;
   request: JobRequest;
   state: JobState;
+  /** input files, in the order given (absent: none) */
+  inputs?: JobInput[];
 }
 
 /** What Bull Board's progress tab and the API's `progress` show. */
@@ -166,6 +176,13 @@ export function startRetentionCleaner(
 }
 
 /** The data of a new job: what the API enqueues. */
-export function newJobData(workflow: Workflow | null, request: JobRequest, now: number): JobData {
-  return { v: JOB_DATA_VERSION, workflow, request, state: initialState(now) };
+export function newJobData(
+  workflow: Workflow | null,
+  request: JobRequest,
+  now: number,
+  inputs?: JobInput[],
+): JobData {
+  const data: JobData = { v: JOB_DATA_VERSION, workflow, request, state: initialState(now) };
+  if (inputs && inputs.length > 0) data.inputs = inputs;
+  return data;
 }

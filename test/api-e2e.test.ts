@@ -106,13 +106,11 @@ describe('API end to end', () => {
     const bytes = new Uint8Array(await file.arrayBuffer());
     expect([...bytes.subarray(0, 8)]).toEqual(PNG_MAGIC);
 
-    await sim.pause(); // ComfyUI gone: 502, not a hang or a 500
+    await sim.pause(); // ComfyUI gone: the stored copy is served all the same
     try {
-      const gone = await fetch(`${base}${done.outputs![0].url}`);
-      expect(gone.status).toBe(502);
-      expect(((await gone.json()) as { error: { code: string } }).error.code).toBe(
-        'comfyui_unreachable',
-      );
+      const stored = await fetch(`${base}${done.outputs![0].url}`);
+      expect(stored.status).toBe(200);
+      expect(new Uint8Array(await stored.arrayBuffer())).toEqual(bytes);
     } finally {
       await sim.resume();
     }

@@ -104,7 +104,15 @@ test('killed after the outcome was saved, before BullMQ finished the job: comple
   expect(await done.getState()).toBe('completed');
   // the outputs come from the return value the outcome's write stored, not from ComfyUI
   expect(done.returnvalue.outputs).toEqual([
-    { nodeId: '3', filename: 'crash-outcome_00001_.png', subfolder: '', type: 'output' },
+    {
+      nodeId: '3',
+      filename: 'crash-outcome_00001_.png',
+      subfolder: '',
+      type: 'output',
+      contentType: 'image/png',
+      size: expect.any(Number),
+      key: expect.stringMatching(/^jobs\/.+\/outputs\/0$/),
+    },
   ]);
   expect(sys.sim.executions()[done.data.state.promptId!]).toBe(1);
 });

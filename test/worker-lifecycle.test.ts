@@ -39,7 +39,16 @@ test('a workflow runs once and completes with its outputs; the workflow is dropp
   const job = await finished(id);
   expect(await job.getState()).toBe('completed');
   expect(job.returnvalue.outputs).toEqual([
-    { nodeId: '3', filename: 'life-ok_00001_.png', subfolder: '', type: 'output' },
+    {
+      nodeId: '3',
+      filename: 'life-ok_00001_.png',
+      subfolder: '',
+      type: 'output',
+      // copied to storage before the outcome was saved (DESIGN "Media out")
+      contentType: 'image/png',
+      size: expect.any(Number),
+      key: `jobs/${id}/outputs/0`,
+    },
   ]);
   const state = job.data.state;
   expect(state).toMatchObject({

@@ -3,12 +3,14 @@ import type { ComfyClient } from '../comfy/client';
 import type { Logger } from '../logger';
 import { bearerAuth } from './auth';
 import { ApiError, errorHandler, notFoundHandler, sendError } from './errors';
+import type { MediaSettings } from './inputs';
 import { JOBS_BASE, jobsRouter } from './jobs-routes';
 import { swaggerUi } from './docs';
 import { buildOpenApiDocument } from './openapi';
 import type { BodyParser } from './parse-pool';
 import type { JobEventHub } from './sse';
 import type { JobStore } from './store';
+import { UPLOADS_BASE, uploadsRouter } from './uploads-routes';
 
 /**
  * The Express app: routes only; no listen, no connections of its own (the entry file and
@@ -34,6 +36,8 @@ export interface ApiDeps {
   mounts?: Array<{ path: string; handlers: RequestHandler[] }>;
   /** the webhook URL policy (SSRF guard) applied at submission: a refusal reason or null */
   webhookUrlPolicy?: (url: string) => Promise<string | null> | string | null | undefined;
+  /** input and output files: POST /v1/uploads, job inputs, outputs served from storage */
+  media?: MediaSettings;
   /** GET /metrics (Prometheus text), added by the metrics issue */
   metrics?: RequestHandler;
 }
@@ -74,6 +78,10 @@ export function createApp(deps: ApiDeps): Express {
   });
   app.use('/docs', swaggerUi('/v1/openapi.json'));
   app.use('/v1', bearerAuth({ apiKeys: deps.apiKeys }));
+  if (deps.media) {
+    const { storage, uploadMaxBytes: maxBytes } = deps.media;
+    app.use(UPLOADS_BASE, uploadsRouter({ storage, maxBytes, log: deps.log }));
+  }
   app.use(
     JOBS_BASE,
     jobsRouter({
@@ -84,6 +92,7 @@ export function createApp(deps: ApiDeps): Express {
       log: deps.log,
       sseHeartbeatMs: deps.sseHeartbeatMs ?? 15_000,
       webhookUrlPolicy: deps.webhookUrlPolicy,
+      media: deps.media,
     }),
   );
   for (const m of deps.mounts ?? []) app.use(m.path, ...m.handlers);

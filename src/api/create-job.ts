@@ -1,8 +1,11 @@
 import express, { type Request, type RequestHandler } from 'express';
+import type { Logger } from '../logger';
 import { ApiError } from './errors';
+import { prepareInputs, type MediaSettings } from './inputs';
 import type { BodyParser } from './parse-pool';
 import { LIMITS } from './schemas';
 import type { JobStore } from './store';
+import { storageError } from './uploads-routes';
 
 /**
  * `POST /v1/jobs` (DESIGN "HTTP API", "The API boundary"): the size is judged from
@@ -22,6 +25,9 @@ export interface CreateJobDeps {
   ownerOf: (req: Request) => string | undefined;
   /** fair-use checks before anything is written (rate limit, queue depth); throw to refuse */
   admit?: (req: Request) => Promise<void>;
+  /** storage and settings for input files; without it, `inputs` are refused */
+  media?: MediaSettings;
+  log: Logger;
 }
 
 export const JSON_TYPES = ['application/json', 'application/*+json'];
@@ -98,7 +104,12 @@ export function createJobHandler(deps: CreateJobDeps): RequestHandler {
     const refused = fields.webhookUrl && (await deps.webhookUrlPolicy?.(fields.webhookUrl));
     if (refused) throw invalid([{ path: 'webhookUrl', message: refused }]);
     await deps.admit?.(req);
+    const media = await prepareInputs(deps.media, fields.inputs).catch((err: unknown) =>
+      Promise.reject(storageError(err, deps.log)),
+    );
+    if ('issues' in media) throw invalid(media.issues);
     const r = await deps.store.enqueue({
+      inputs: media.inputs,
       fields,
       idempotencyKey,
       owner: deps.ownerOf(req),
@@ -106,6 +117,9 @@ export function createJobHandler(deps: CreateJobDeps): RequestHandler {
       fingerprint: parsed.fingerprint,
       nodes: parsed.nodes,
     });
+    if (r.outcome === 'created') {
+      await media.commit(r.id).catch((err: unknown) => Promise.reject(storageError(err, deps.log)));
+    }
     if (r.outcome === 'key_reused') {
       throw new ApiError(
         422,

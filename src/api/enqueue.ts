@@ -8,6 +8,7 @@ import {
   jobKey,
   newJobData,
   type ImageQueue,
+  type JobInput,
   type JobRequest,
   type QueueSettings,
 } from '../queue';
@@ -51,6 +52,8 @@ export interface NewJob {
   workflowJson: string;
   fingerprint: string;
   nodes: number;
+  /** input files, checked and stored (inputs.ts) */
+  inputs?: JobInput[];
 }
 
 export type EnqueueResult =
@@ -92,7 +95,7 @@ export function createEnqueue(deps: EnqueueDeps) {
     if (job.idempotencyKey !== undefined) request.idempotencyKey = job.idempotencyKey;
     if (fields.metadata !== undefined) request.metadata = fields.metadata;
     if (job.owner !== undefined) request.owner = job.owner;
-    const data = { ...newJobData(null, request, at), nodes: job.nodes };
+    const data = { ...newJobData(null, request, at, job.inputs), nodes: job.nodes };
     const opts = {
       ...queue.defaultJobOptions,
       ...(fields.priority ? { priority: fields.priority } : {}),

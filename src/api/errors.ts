@@ -23,6 +23,8 @@ export type ApiErrorCode =
   | 'rate_limited'
   | 'queue_full'
   | 'comfyui_unreachable'
+  | 'range_not_satisfiable'
+  | 'storage_unavailable'
   | 'internal_error';
 
 /** One bad field of a request: where (dot-joined path, '' for the body itself) and why. */

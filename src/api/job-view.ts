@@ -59,7 +59,22 @@ export const JobViewSchema = z.strictObject({
         filename: z.string(),
         subfolder: z.string(),
         type: z.string(),
-        url: z.string().describe('/v1/jobs/{id}/outputs/{n}'),
+        contentType: z.string().optional(),
+        size: z.int().min(0).optional().describe('bytes'),
+        url: z.string().describe('/v1/jobs/{id}/outputs/{n}, absolute when PUBLIC_URL is set'),
+        downloadUrl: z
+          .string()
+          .optional()
+          .describe('with s3:// storage: a presigned URL valid OUTPUT_URL_TTL_S seconds'),
+      }),
+    )
+    .optional(),
+  inputs: z
+    .array(
+      z.strictObject({
+        name: z.string(),
+        size: z.int().min(0).optional().describe('bytes (a URL input: once fetched)'),
+        sha256: z.string().optional(),
       }),
     )
     .optional(),
@@ -200,7 +215,8 @@ export function publicStatus(s: JobSnapshot): PublicStatus {
 const isoTime = (ms: number | undefined) =>
   ms !== undefined && Number.isFinite(ms) ? new Date(ms).toISOString() : undefined;
 
-function outputsOf(s: JobSnapshot): JobOutput[] | undefined {
+/** The stored output entries in view order (index n is `/outputs/n`). */
+export function outputsOf(s: JobSnapshot): JobOutput[] | undefined {
   const outputs = (s.returnvalue as { outputs?: JobOutput[] } | null)?.outputs;
   if (!Array.isArray(outputs)) return undefined;
   // node-id order; Array.prototype.sort is stable, so file order within a node stays
@@ -258,11 +274,20 @@ export function toJobView(s: JobSnapshot, base = '/v1/jobs'): JobView {
         filename: String(o.filename),
         subfolder: String(o.subfolder ?? ''),
         type: String(o.type),
+        ...(typeof o.contentType === 'string' ? { contentType: o.contentType } : {}),
+        ...(typeof o.size === 'number' ? { size: o.size } : {}),
         url: `${base}/${encodeURIComponent(s.id)}/outputs/${n}`,
       }));
     }
   } else if (status === 'failed' || status === 'cancelled') {
     view.error = errorOf(s, state, status);
+  }
+  if (Array.isArray(data.inputs)) {
+    view.inputs = data.inputs.map((i) => ({
+      name: String(i.name),
+      ...(typeof i.size === 'number' ? { size: i.size } : {}),
+      ...(typeof i.sha256 === 'string' ? { sha256: i.sha256 } : {}),
+    }));
   }
   if (request.metadata && typeof request.metadata === 'object') view.metadata = request.metadata;
   return view;

@@ -1,8 +1,5 @@
-import { pipeline } from 'node:stream/promises';
 import { Router, type Request } from 'express';
-import type { ComfyClient, ViewResponse } from '../comfy/client';
-import { ComfyUnreachableError } from '../errors';
-import type { JobData } from '../queue';
+import type { ComfyClient } from '../comfy/client';
 import type { Logger } from '../logger';
 import { ApiError, notFound } from './errors';
 import { toJobView, type JobView } from './job-view';
@@ -14,6 +11,8 @@ import {
   requireJsonBody,
   type CreateJobDeps,
 } from './create-job';
+import type { MediaSettings } from './inputs';
+import { presignedViews, serveOutput } from './outputs';
 import type { BodyParser } from './parse-pool';
 import { streamJobEvents, type JobEventHub } from './sse';
 
@@ -31,6 +30,8 @@ export interface JobsRouterDeps {
   /** the caller's API key name when keys are scoped (bearerAuth sets it) */
   ownerOf?: (req: Request) => string | undefined;
   admit?: CreateJobDeps['admit'];
+  /** storage and settings for input and output files */
+  media?: MediaSettings;
 }
 
 export const JOBS_BASE = '/v1/jobs';
@@ -47,11 +48,15 @@ export function jobsRouter(deps: JobsRouterDeps): Router {
     const s = await store.read(id);
     return s && ownedBy(s, ownerOf(req)) ? s : null;
   };
+  const base = `${deps.media?.publicUrl ?? ''}${JOBS_BASE}`;
+  const presign = deps.media && presignedViews(deps.media.storage, deps.media.outputUrlTtlS);
   const viewer =
     (req: Request) =>
     async (id: string): Promise<JobView | null> => {
       const s = await readOwn(req, id);
-      return s ? toJobView(s, JOBS_BASE) : null;
+      if (!s) return null;
+      const view = toJobView(s, base);
+      return presign ? presign(view, s) : view;
     };
 
   router.post('/', requireJsonBody, rawJsonBody, createJobHandler({ ...deps, links, ownerOf }));
@@ -94,50 +99,8 @@ export function jobsRouter(deps: JobsRouterDeps): Router {
   router.get('/:id/outputs/:n', async (req, res) => {
     const { id, n } = req.params;
     const s = /^\d{1,6}$/.test(n) ? await readOwn(req, id) : null;
-    const output = s ? toJobView(s, JOBS_BASE).outputs?.[Number(n)] : undefined;
-    const comfyuiUrl = (s?.data as Partial<JobData> | undefined)?.state?.comfyuiUrl;
-    if (!output || !comfyuiUrl)
-      throw notFound(`job ${id.slice(0, 100)} has no output ${n.slice(0, 10)}`);
-
-    let upstream: ViewResponse;
-    try {
-      upstream = await deps.comfy(comfyuiUrl).view(output);
-    } catch (err) {
-      if (err instanceof ComfyUnreachableError) {
-        throw new ApiError(
-          502,
-          'comfyui_unreachable',
-          'the ComfyUI instance that made this file did not answer',
-        );
-      }
-      throw err;
-    }
-    if (upstream.status === 404) {
-      upstream.body.destroy();
-      throw notFound(`output ${n} of job ${id} is no longer on its ComfyUI instance`);
-    }
-    if (upstream.status < 200 || upstream.status >= 300) {
-      upstream.body.destroy();
-      throw new ApiError(
-        502,
-        'comfyui_unreachable',
-        `ComfyUI answered ${upstream.status} for this file`,
-      );
-    }
-    res.status(200);
-    res.setHeader('Content-Type', upstream.contentType ?? 'application/octet-stream');
-    if (upstream.contentLength) res.setHeader('Content-Length', upstream.contentLength);
-    const safeName = output.filename.replace(/[^\w.-]/g, '_');
-    res.setHeader('Content-Disposition', `inline; filename="${safeName}"`);
-    try {
-      await pipeline(upstream.body, res);
-    } catch (err) {
-      // the client went away, or ComfyUI broke off: nothing left to answer
-      deps.log.debug(
-        { jobId: id, err: err instanceof Error ? err.message : String(err) },
-        'output stream ended early',
-      );
-    }
+    if (!deps.media) throw notFound(`job ${id.slice(0, 100)} has no output ${n.slice(0, 10)}`);
+    await serveOutput(req, res, { snapshot: s, id, n, storage: deps.media.storage, log: deps.log });
   });
 
   return router;

@@ -27,6 +27,13 @@ const AcceptedSchema = z.strictObject({
   links: LinksSchema,
 });
 const CancelledSchema = z.strictObject({ id: z.string(), status: z.literal('cancelled') });
+const UploadSchema = z.strictObject({
+  id: z.string().describe('use as inputs.<name>.upload on POST /v1/jobs'),
+  filename: z.string(),
+  size: z.int().min(0).describe('bytes'),
+  sha256: z.string(),
+  contentType: z.string(),
+});
 
 function schema(s: z.ZodType, io: 'input' | 'output') {
   const json = z.toJSONSchema(s, { io, unrepresentable: 'any' }) as Record<string, unknown>;
@@ -86,6 +93,7 @@ export function buildOpenApiDocument(opts: OpenApiOptions) {
         Cancelled: schema(CancelledSchema, 'output'),
         JobView: schema(JobViewSchema, 'output'),
         Error: schema(ErrorSchema, 'output'),
+        Upload: schema(UploadSchema, 'output'),
       },
       securitySchemes: {
         bearer: {
@@ -120,6 +128,7 @@ export function buildOpenApiDocument(opts: OpenApiOptions) {
             '422': error('idempotency_key_reuse: the key was used with a different body'),
             '429': error('rate_limited or queue_full (Retry-After says when to try again)'),
             ...common,
+            '503': error('queue_unavailable, or storage_unavailable (inputs)'),
           },
         },
       },
@@ -198,22 +207,56 @@ export function buildOpenApiDocument(opts: OpenApiOptions) {
         get: {
           operationId: 'getJobOutput',
           tags: ['jobs'],
-          summary: 'The n-th output file of a completed job',
+          summary: 'The n-th output file, from storage (never from ComfyUI)',
           security: bearer,
           parameters: [
             jobId,
             { name: 'n', in: 'path', required: true, schema: { type: 'integer', minimum: 0 } },
+            { name: 'Range', in: 'header', required: false, schema: { type: 'string' } },
           ],
           responses: {
             '200': {
-              description: 'the file, with its content type',
+              description: 'the file, with its Content-Type and Content-Length',
               content: {
                 'application/octet-stream': { schema: { type: 'string', format: 'binary' } },
               },
             },
-            '404': error('not_found'),
-            '502': error('comfyui_unreachable: the ComfyUI instance that made it did not answer'),
-            ...common,
+            '206': { description: 'the requested byte range (Content-Range)' },
+            '404': error('not_found: no such job or output, or removed by retention'),
+            '416': error('range_not_satisfiable'),
+            '503': error('queue_unavailable or storage_unavailable'),
+            '401': common['401'],
+          },
+        },
+      },
+      '/v1/uploads': {
+        post: {
+          operationId: 'createUpload',
+          tags: ['jobs'],
+          summary: 'Upload an input file (raw body, or multipart/form-data field `file`)',
+          security: bearer,
+          parameters: [
+            { name: 'filename', in: 'query', required: false, schema: { type: 'string' } },
+          ],
+          requestBody: {
+            required: true,
+            content: {
+              'application/octet-stream': { schema: { type: 'string', format: 'binary' } },
+              'multipart/form-data': {
+                schema: {
+                  type: 'object',
+                  properties: { file: { type: 'string', format: 'binary' } },
+                  required: ['file'],
+                },
+              },
+            },
+          },
+          responses: {
+            '201': { description: 'stored', ...json('Upload') },
+            '400': error('invalid_request: a multipart body without a `file` field'),
+            '413': error('payload_too_large: above UPLOAD_MAX_BYTES'),
+            '503': error('storage_unavailable'),
+            '401': common['401'],
           },
         },
       },

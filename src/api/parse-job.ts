@@ -1,6 +1,8 @@
 import { createHash } from 'node:crypto';
 import stableStringify from 'safe-stable-stringify';
+import type { Workflow } from '../queue';
 import type { FieldIssue } from './errors';
+import { inputNameIssues } from './input-schema';
 import {
   CreateJobSchema,
   LIMITS,
@@ -108,6 +110,8 @@ export function parseJobBody(bytes: Uint8Array): ParsedJob {
   const parsed = CreateJobSchema.safeParse(body);
   if (!parsed.success) return invalid(toFieldIssues(parsed.error.issues));
   const { workflow, ...fields } = parsed.data;
+  const names = fields.inputs ? inputNameIssues(fields.inputs, workflow as Workflow) : [];
+  if (names.length > 0) return invalid(names);
   const { idempotencyKey: _key, ...rest } = body;
   return {
     ok: true,

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import type { FieldIssue } from './errors';
+import { InputsSchema } from './input-schema';
 
 /**
  * Request schemas of the HTTP API (and the response schemas the OpenAPI document shows).
@@ -115,6 +116,7 @@ export const CreateJobSchema = z.strictObject({
     .optional()
     .describe('the same key (per userId) again answers 200 and the same job'),
   metadata: MetadataSchema.optional(),
+  inputs: InputsSchema.optional(),
 });
 
 export type CreateJobBody = z.infer<typeof CreateJobSchema>;

@@ -5,7 +5,15 @@ import { ComfyClient } from '../comfy/client';
 import { errorText, Scope, withTimeout } from '../lifecycle';
 import type { Config } from '../config';
 import type { Logger } from '../logger';
-import { cancelChannel, createImageQueue, startRetentionCleaner, type ImageQueue } from '../queue';
+import {
+  cancelChannel,
+  createImageQueue,
+  startRetentionCleaner,
+  type ImageQueue,
+  jobKey,
+} from '../queue';
+import { createStorage, type Storage } from '../storage';
+import { startStorageSweeper } from '../storage/retention';
 import { createRedis, describeRedis, redisOptions, warnIfEvicting } from '../redis';
 import { createBodyParser, type BodyParser } from './parse-pool';
 import { createJobEventHub, type JobEventHub } from './sse';
@@ -29,6 +37,8 @@ export type ApiConfig = Pick<
   | 'jobAttempts'
   | 'retryBackoffMs'
   | 'comfyuiTimeoutMs'
+  | 'storage'
+  | 's3'
 >;
 
 export interface ApiServices {
@@ -39,6 +49,8 @@ export interface ApiServices {
   parser: BodyParser;
   hub: JobEventHub;
   comfy: (baseUrl: string) => ComfyClient;
+  /** input and output files (STORAGE_URL) */
+  storage: Storage;
   /** ends SSE streams, stops the cleaner, closes every connection; safe to call twice */
   close(): Promise<void>;
 }
@@ -129,7 +141,24 @@ export async function createApiServices(config: ApiConfig, log: Logger): Promise
     scope.defer('body parser threads', () => parser.close());
 
     const store = createJobStore({ queue, redis, settings: config });
-    return { queue, redis, queueEvents, store, parser, hub, comfy, close };
+
+    const storage = createStorage(config.storage, config.s3);
+    scope.defer('storage', () => storage.close());
+    const stopSweeper = startStorageSweeper({
+      storage,
+      jobsExist: async (ids) => {
+        const pipe = redis.pipeline();
+        for (const id of ids) pipe.exists(jobKey(config, id));
+        const replies = (await pipe.exec()) ?? [];
+        // an error reads as "exists": nothing is removed on doubt
+        return ids.map((_, i) => replies[i]?.[0] != null || replies[i]?.[1] === 1);
+      },
+      retentionMs: config.retentionMs,
+      intervalMs: config.cleanIntervalMs,
+      log,
+    });
+    scope.defer('storage sweeper', stopSweeper);
+    return { queue, redis, queueEvents, store, parser, hub, comfy, storage, close };
   } catch (err) {
     await close();
     throw err;

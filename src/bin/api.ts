@@ -8,6 +8,7 @@
 import { once } from 'node:events';
 import { DASHBOARD_PATH, createDashboard } from '../../dashboard/board';
 import { createApp } from '../api/app';
+import { mediaSettings } from '../api/inputs';
 import { createApiServices, type ApiServices } from '../api/services';
 import { loadConfig, type Config } from '../config';
 import { processScope } from '../lifecycle';
@@ -99,6 +100,7 @@ function createHttpApp(
     publicUrl: config.publicUrl,
     mounts: dashboard ? [dashboard] : [],
     webhookUrlPolicy: (url) => checkWebhookTarget(url, config.webhookAllowPrivate),
+    media: mediaSettings(config, services.storage),
     metrics: metricsHandler(metrics),
   });
   if (config.apiKeys.length === 0)

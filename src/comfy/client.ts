@@ -1,7 +1,9 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Readable } from 'node:stream';
+import { multipartBody } from './multipart';
 import { Pool, type Dispatcher } from 'undici';
 import { withBeforeWrite, WriteRefused, type WriteOptions } from './before-write';
+import { z } from 'zod';
 import { ComfyHttpError, ComfyProtocolError, ComfyUnreachableError } from '../errors';
 import { TimeoutError, withTimeout } from '../lifecycle';
 import {
@@ -59,7 +61,7 @@ export interface ViewResponse {
 interface RequestInit {
   method?: 'GET' | 'POST';
   headers?: Record<string, string>;
-  body?: string;
+  body?: string | Readable;
   /** see WriteOptions (before-write.ts) */
   beforeWrite?: () => void;
 }
@@ -78,6 +80,12 @@ interface Reply {
 
 /** Keep-alive connections per ComfyUI instance; far above any realistic number in flight. */
 const MAX_CONNECTIONS = 64;
+
+const UploadedSchema = z.object({
+  name: z.string().min(1),
+  subfolder: z.string().optional(),
+  type: z.string().optional(),
+});
 
 export class ComfyClient {
   /** created on first use, so a malformed URL fails like any request (ComfyUnreachableError) */
@@ -382,6 +390,39 @@ export class ComfyClient {
     const q = await this.queue();
     if (q.pending.some((e) => e.promptId === promptId)) await this.deleteFromQueue([promptId]);
     if (q.running.some((e) => e.promptId === promptId)) await this.interrupt(promptId);
+  }
+
+  /**
+   * POST /upload/image (an input file, streamed): ComfyUI answers where it stored it. A 4xx
+   * is a ComfyHttpError that is not retryable; 5xx and transport errors are.
+   */
+  async uploadImage(
+    file: { filename: string; contentType: string; size: number; body: Readable },
+    opts: { subfolder: string; overwrite: boolean } & WriteOptions,
+    timeoutMs = 120_000,
+  ): Promise<{ name: string; subfolder: string; type: string }> {
+    const path = '/upload/image';
+    const form = multipartBody(
+      { type: 'input', subfolder: opts.subfolder, overwrite: String(opts.overwrite) },
+      { field: 'image', ...file },
+    );
+    const res = await this.request(
+      path,
+      {
+        method: 'POST',
+        headers: { 'content-type': form.contentType, 'content-length': String(form.length) },
+        body: form.body,
+        beforeWrite: opts.beforeWrite,
+      },
+      timeoutMs,
+    );
+    const text = await this.readText(res, path);
+    if (!res.ok) throw new ComfyHttpError(this.baseUrl, path, res.status, text.slice(0, 2000));
+    const parsed = UploadedSchema.safeParse(safeJson(text));
+    if (!parsed.success) {
+      throw new ComfyProtocolError(`ComfyUI ${this.baseUrl} answered ${path} without a name`);
+    }
+    return { subfolder: '', type: 'input', ...parsed.data };
   }
 
   /** GET /view for one output file; the caller streams the body. */

@@ -65,7 +65,9 @@ export function nonPublicRange(address: string): string | null {
   return LABELS[range] ?? range;
 }
 
-const ALLOW_HINT = 'set WEBHOOK_ALLOW_PRIVATE=1 to allow private targets';
+/** The variable that allows private targets: webhooks', or input URLs' (DESIGN "Media in"). */
+export type AllowVariable = 'WEBHOOK_ALLOW_PRIVATE' | 'INPUT_URL_ALLOW_PRIVATE';
+const hint = (v: AllowVariable) => `set ${v}=1 to allow private targets`;
 
 /** `[::1]` → `::1`, `Example.COM.` → `example.com` (one trailing dot: the root). */
 function bareHost(hostname: string): string {
@@ -79,7 +81,12 @@ function bareHost(hostname: string): string {
  * Submission-time check of the URL itself (synchronous, no DNS): an error message for the
  * API's validation, or null when the URL is acceptable. `what` names the field.
  */
-export function checkWebhookUrl(url: string, allowPrivate: boolean, what = 'webhookUrl') {
+export function checkWebhookUrl(
+  url: string,
+  allowPrivate: boolean,
+  what = 'webhookUrl',
+  allow: AllowVariable = 'WEBHOOK_ALLOW_PRIVATE',
+) {
   let u: URL;
   try {
     u = new URL(url);
@@ -96,7 +103,7 @@ export function checkWebhookUrl(url: string, allowPrivate: boolean, what = 'webh
   if (!isIpLiteral(host)) {
     if (host.split('.').some((label) => label === '')) return `${what} has an empty host label`;
     if (!allowPrivate && (host === 'localhost' || host.endsWith('.localhost'))) {
-      return `${what} must not point at localhost (${ALLOW_HINT})`;
+      return `${what} must not point at localhost (${hint(allow)})`;
     }
     if (!allowPrivate && !host.includes('.')) {
       return `${what} must name a fully qualified host (with a dot), not "${host.slice(0, 64)}"`;
@@ -105,7 +112,7 @@ export function checkWebhookUrl(url: string, allowPrivate: boolean, what = 'webh
   }
   if (allowPrivate) return null;
   const range = nonPublicRange(host);
-  if (range) return `${what} must not point at a ${range} address (${host}); ${ALLOW_HINT}`;
+  if (range) return `${what} must not point at a ${range} address (${host}); ${hint(allow)}`;
   return null;
 }
 
@@ -132,11 +139,15 @@ export const isNoSuchHost = (err: unknown) =>
   NO_SUCH_HOST.has(String((err as NodeJS.ErrnoException | undefined)?.code));
 
 /** The first non-public address among `addresses`, as a refusal message; null if all are public. */
-function refusal(hostname: string, addresses: dns.LookupAddress[]): string | null {
+function refusal(
+  hostname: string,
+  addresses: dns.LookupAddress[],
+  allow: AllowVariable = 'WEBHOOK_ALLOW_PRIVATE',
+): string | null {
   for (const a of addresses) {
     const range = nonPublicRange(a.address);
     if (range) {
-      return `host ${hostname} resolves to a ${range} address (${a.address}); ${ALLOW_HINT}`;
+      return `host ${hostname} resolves to a ${range} address (${a.address}); ${hint(allow)}`;
     }
   }
   return null;
@@ -181,7 +192,14 @@ export async function checkWebhookTarget(
  * A `lookup` for http.request: resolves every address of the name and refuses the
  * connection (WebhookRefusedError) if any of them is non-public, unless `allowPrivate`.
  */
-export function guardedLookup(allowPrivate: boolean, resolve: LookupAll = systemLookup) {
+export function guardedLookup(
+  allowPrivate: boolean,
+  resolve: LookupAll = systemLookup,
+  subject: { label: string; allow: AllowVariable } = {
+    label: 'webhook',
+    allow: 'WEBHOOK_ALLOW_PRIVATE',
+  },
+) {
   const lookup = (
     hostname: string,
     options: dns.LookupOptions,
@@ -196,8 +214,8 @@ export function guardedLookup(allowPrivate: boolean, resolve: LookupAll = system
       if (addresses.length === 0) {
         return callback(new Error(`${hostname} resolved to no address`), []);
       }
-      const refused = allowPrivate ? null : refusal(hostname, addresses);
-      if (refused) return callback(new WebhookRefusedError(`webhook ${refused}`), []);
+      const refused = allowPrivate ? null : refusal(hostname, addresses, subject.allow);
+      if (refused) return callback(new WebhookRefusedError(`${subject.label} ${refused}`), []);
       if (options.all) return callback(null, addresses);
       callback(null, addresses[0].address, addresses[0].family);
     });

@@ -20,6 +20,8 @@ import {
 import { createRedis, redisOptions, warnIfEvicting } from '../redis';
 import { createJobWriter } from './persist';
 import { createLockProver } from './fence';
+import { createStorage } from '../storage';
+import { createUrlFetcher } from './fetch-url';
 import { ABORT, createProcessor, type FaultPoint, type ProcessorDeps } from './processor';
 
 export type WorkerConfig = Pick<
@@ -50,6 +52,11 @@ export type WorkerConfig = Pick<
   | 'workerName'
   | 'metricsPort'
   | 'shutdownTimeoutMs'
+  | 'storage'
+  | 's3'
+  | 'uploadMaxBytes'
+  | 'inputUrlAllowPrivate'
+  | 'inputUrlTimeoutMs'
 >;
 
 export interface WorkerDeps {
@@ -132,7 +139,15 @@ export async function startImageWorker(
   subscriber.on('error', (err) => log.warn({ err: err.message }, 'redis (subscriber) error'));
   scope.defer('subscriber', () => subscriber.quit());
 
+  const storage = createStorage(config.storage, config.s3);
+  const fetcher = createUrlFetcher({
+    allowPrivate: config.inputUrlAllowPrivate,
+    timeoutMs: config.inputUrlTimeoutMs,
+  });
+  scope.defer('storage', () => storage.close());
+  scope.defer('input fetcher', () => fetcher.close());
   const processor = createProcessor({
+    media: { storage, fetcher, maxBytes: config.uploadMaxBytes },
     settings: config,
     pool,
     clientId,

@@ -1,4 +1,7 @@
 import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { once } from 'node:events';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -6,6 +9,7 @@ import { Writable } from 'node:stream';
 import type { Express } from 'express';
 import { createDashboard } from '../../dashboard/board';
 import { createApp, type ApiDeps } from '../../src/api/app';
+import { mediaSettings } from '../../src/api/inputs';
 import { createApiServices, type ApiServices } from '../../src/api/services';
 import { loadConfig, type Config } from '../../src/config';
 import { createLogger, type Logger } from '../../src/logger';
@@ -58,6 +62,7 @@ export async function startApiHarness(opts: HarnessOptions = {}): Promise<ApiHar
     REDIS_URL: redis.url,
     QUEUE_NAME: `api-${randomBytes(4).toString('hex')}`,
     COMFYUI_URL: 'http://127.0.0.1:1',
+    STORAGE_URL: `file://${mkdtempSync(join(tmpdir(), 'cq-files-'))}`,
     LOG_LEVEL: 'info',
     ...opts.env,
   };
@@ -87,6 +92,7 @@ export async function startApiHarness(opts: HarnessOptions = {}): Promise<ApiHar
     apiKeys: config.apiKeys,
     mounts: dashboard ? [dashboard] : [],
     webhookUrlPolicy: (url) => checkWebhookTarget(url, config.webhookAllowPrivate),
+    media: mediaSettings(config, services.storage),
     ...opts.deps,
   };
   const app = createApp(deps);
@@ -118,6 +124,8 @@ export async function startApiHarness(opts: HarnessOptions = {}): Promise<ApiHar
       }
       await services.close();
       await redis.stop();
+      if (config.storage.kind === 'file')
+        rmSync(config.storage.dir, { recursive: true, force: true });
     },
   };
 }

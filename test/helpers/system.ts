@@ -1,4 +1,7 @@
 import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { QueueEvents } from 'bullmq';
 import { logAnalyticsSink } from '../../src/analytics';
 import { loadConfig, type Config } from '../../src/config';
@@ -69,6 +72,7 @@ export async function startSystem(
     REDIS_URL: redis.url,
     COMFYUI_URL: sim.url,
     QUEUE_NAME: `q-${randomBytes(4).toString('hex')}`,
+    STORAGE_URL: `file://${mkdtempSync(join(tmpdir(), 'cq-files-'))}`,
     ...envOverrides,
   };
   const config = loadConfig(env);
@@ -109,6 +113,8 @@ export async function startSystem(
       await queue.close();
       await sim.close();
       await redis.stop();
+      if (config.storage.kind === 'file')
+        rmSync(config.storage.dir, { recursive: true, force: true });
     },
   };
 }

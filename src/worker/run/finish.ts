@@ -1,6 +1,9 @@
 import type { Outcome } from '../../comfy/protocol';
 import { onCompleted, onFailed, type JobError, type JobOutput } from '../../job-state';
+import { MediaError } from '../../errors';
 import type { JobResult } from '../../queue';
+import { contentTypeOf } from '../../storage/content-type';
+import { keys } from '../../storage/media';
 import type { JobRun } from './job-run';
 import { JobFailure } from './types';
 
@@ -33,12 +36,41 @@ export async function finish(run: JobRun, outcome: Outcome): Promise<JobResult> 
   }
 }
 
+/** How long one output's /view download may take (a large video over a slow link). */
+const COPY_TIMEOUT_MS = 30 * 60_000;
+
 /**
- * Copies the prompt's outputs where the job's outcome points, before the outcome is saved.
- * Outputs stay in ComfyUI for now: they are returned as they are.
+ * Copies every output from ComfyUI's /view to storage (DESIGN "Media out"), streaming,
+ * under `jobs/<id>/outputs/<n>`, before the outcome is saved: a copy made again after a
+ * crash replaces the first. Any failure is an `output_unavailable` retried with the job's
+ * backoff; the retry finds the prompt done in ComfyUI's history and copies again, without
+ * running it again. Without storage (tests of other parts) the outputs stay as they are.
  */
-export async function copyOutputs(_run: JobRun, outputs: JobOutput[]): Promise<JobOutput[]> {
-  return outputs;
+export async function copyOutputs(run: JobRun, outputs: JobOutput[]): Promise<JobOutput[]> {
+  const storage = run.deps.media?.storage;
+  if (!storage) return outputs;
+  const copied: JobOutput[] = [];
+  for (const [n, o] of outputs.entries()) {
+    const key = keys.output(run.jobId, n);
+    const what = `output ${n} (${o.filename})`;
+    try {
+      const view = await run.client().view(o, COPY_TIMEOUT_MS);
+      if (view.status !== 200) {
+        view.body.destroy();
+        throw new Error(`ComfyUI answered ${view.status} to /view`);
+      }
+      const contentType = view.contentType?.split(';')[0].trim() || contentTypeOf(o.filename);
+      const { size } = await storage.put(key, view.body, { contentType, signal: run.signal });
+      copied.push({ ...o, contentType, size, key });
+    } catch (err) {
+      const why = err instanceof Error ? err.message : String(err);
+      throw new MediaError('output_unavailable', `could not copy ${what}: ${why}`, true, {
+        cause: err,
+      });
+    }
+  }
+  run.fault('after-outputs-copied');
+  return copied;
 }
 
 /** Saves the completed outcome with its return value (the webhook's delivery first). */

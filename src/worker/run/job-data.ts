@@ -12,6 +12,22 @@ const JobDataSchema = z.object({
     .nullable(),
   nodes: z.int().min(0).optional(),
   request: z.object({ jobType: z.string(), userId: z.string().optional() }).loose(),
+  inputs: z
+    .array(
+      z.union([
+        z
+          .object({
+            name: z.string(),
+            upload: z.string(),
+            size: z.number(),
+            sha256: z.string(),
+            contentType: z.string(),
+          })
+          .loose(),
+        z.object({ name: z.string(), url: z.string() }).loose(),
+      ]),
+    )
+    .optional(),
   state: z
     .object({
       status: z.enum([

@@ -1,4 +1,9 @@
-import { ComfyHttpError, ComfyProtocolError, ComfyUnreachableError } from '../../errors';
+import {
+  ComfyHttpError,
+  ComfyProtocolError,
+  ComfyUnreachableError,
+  MediaError,
+} from '../../errors';
 import { onSubmitted } from '../../job-state';
 import { fail } from './finish';
 import type { JobRun } from './job-run';
@@ -12,22 +17,24 @@ export async function retryOrFail(run: JobRun, err: unknown): Promise<never> {
   if (!(
     err instanceof ComfyUnreachableError ||
     err instanceof ComfyHttpError ||
-    err instanceof ComfyProtocolError
+    err instanceof ComfyProtocolError ||
+    err instanceof MediaError
   ))
     throw err;
-  const transient = !(err instanceof ComfyHttpError) || err.retryable;
+  const transient = !(err instanceof ComfyHttpError || err instanceof MediaError) || err.retryable;
+  const code = err instanceof MediaError ? err.code : 'comfyui_unreachable';
   const attempt = run.job.attemptsMade + 1;
   const max = run.job.opts.attempts ?? 1;
   const message = err.message;
   if (!transient || attempt >= max) {
     return fail(run, {
-      code: 'comfyui_unreachable',
+      code,
       message: transient ? `${message} (gave up after ${attempt} attempts)` : message,
     });
   }
   run.log.warn(
     { err: message, attempt, max },
-    `ComfyUI error, retrying with backoff (attempt ${attempt} of ${max})`,
+    `${err instanceof MediaError ? code : 'ComfyUI error'}, retrying with backoff (attempt ${attempt} of ${max})`,
   );
   // the line goes with the state; a prompt ComfyUI accepted is saved as `submitted`, so
   // the retry counts it as lost (a resubmission) if ComfyUI no longer knows it. A failed

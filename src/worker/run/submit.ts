@@ -14,13 +14,13 @@ export async function submit(run: JobRun): Promise<void> {
   const workflow = await run.workflow();
   if (!workflow)
     await fail(run, { code: 'invalid_job_data', message: 'the job has no workflow to submit' });
-  await prepareInputs(run);
+  const prompt = await prepareInputs(run, workflow!);
   run.socket()?.track(promptId, run.nodeCount); // before the POST: no event missed
   run.fault('before-post');
   const r = await run.fence((beforeWrite) =>
     run.client().submit(
       {
-        prompt: workflow,
+        prompt,
         promptId,
         clientId: deps.clientId,
         extraData: { bullmq_job_id: jobId, attempt_key: promptId, client_id: deps.clientId },

@@ -5,6 +5,8 @@ import { failedReasonOf, type JobError } from '../../job-state';
 import type { Logger } from '../../logger';
 import type { JobData } from '../../queue';
 import type { ProveLock } from '../fence';
+import type { Storage } from '../../storage';
+import type { UrlFetcher } from '../fetch-url';
 import type { JobWriter } from '../persist';
 
 /** Why a job's signal was aborted (the reason passed to worker.cancelJob/cancelAllJobs). */
@@ -19,9 +21,20 @@ export type FaultPoint =
   | 'after-prompt-stored'
   | 'before-post'
   | 'fence-sent'
+  | 'after-inputs-uploaded'
   | 'after-post'
   | 'following'
+  | 'after-outputs-copied'
   | 'after-outcome-saved';
+
+/** Input and output files (DESIGN "Media in", "Media out"). */
+export interface WorkerMedia {
+  storage: Storage;
+  /** fetches URL inputs under the address policy */
+  fetcher: UrlFetcher;
+  /** the largest input file (UPLOAD_MAX_BYTES) */
+  maxBytes: number;
+}
 
 export interface ProcessorSettings {
   pollIntervalMs: number;
@@ -62,6 +75,8 @@ export interface ProcessorDeps {
   notifyFinished?: (jobId: string, request: JobData['request']) => Promise<void>;
   fault?: (point: FaultPoint) => void;
   now?: () => number;
+  /** storage for inputs and outputs; without it, outputs are not copied (tests of other parts) */
+  media?: WorkerMedia;
 }
 
 /** A job failure that BullMQ must not retry; its message starts with the public error code. */
