@@ -68,7 +68,11 @@ export function idempotentJobId(key: string, userId?: string, owner?: string): s
 }
 
 /** ioredis's words for a command that never left this process (offline queue disabled). */
-const NOT_SENT = /Stream isn't writeable/;
+/**
+ * Errors after which nothing was written: the command never left, or Redis refused the
+ * whole transaction (EXECABORT: a queued command was rejected, e.g. OOM at maxmemory).
+ */
+const NOT_SENT = /Stream isn't writeable|^EXECABORT/;
 
 export interface EnqueueDeps {
   queue: ImageQueue;
