@@ -3,7 +3,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import request from 'supertest';
 import { createSimulator, type Simulator } from '../src/simulator/server';
-import { decodePng, encodeRgbPng } from '../src/simulator/png';
+import { decodePng, encodePng } from '../src/simulator/png';
 import type { ImageWorker } from '../src/worker/worker';
 import { startApiHarness, type ApiHarness } from './helpers/api-harness';
 import { FAST_WORKER_ENV, startTestWorker } from './helpers/api-worker';
@@ -32,7 +32,7 @@ const RGB = new Uint8Array(W * W * 3).map((_, i) => {
   const v = Math.floor(i / 3);
   return [v, 255 - v, (v * 7) % 256][i % 3];
 });
-const PNG = encodeRgbPng(W, W, RGB);
+const PNG = encodePng(W, W, RGB);
 
 /** ComfyUI: float32 `v / 255`, `1.0 - x`, then `255.0 * x` truncated to uint8. */
 const comfyInvert = (v: number) =>
