@@ -1,11 +1,15 @@
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Job, RedisConnection } from 'bullmq';
 import IORedis from 'ioredis';
 import type { JobView } from '../src/api/job-view';
 import { createApp } from '../src/api/app';
+import { mediaSettings } from '../src/api/inputs';
 import { createApiServices, type ApiServices } from '../src/api/services';
 import { loadConfig } from '../src/config';
 import { createLogger } from '../src/logger';
@@ -79,6 +83,8 @@ describe('on a real Redis Cluster', () => {
       REDIS_CLUSTER: '1',
       COMFYUI_URL: sim.url,
       QUEUE_NAME: queueName,
+      // API and workers share the output storage, as in production
+      STORAGE_URL: `file://${mkdtempSync(join(tmpdir(), 'cq-files-'))}`,
     };
     const config = loadConfig(env);
     const log = createLogger({ logLevel: 'warn' });
@@ -90,6 +96,7 @@ describe('on a real Redis Cluster', () => {
       comfy: services.comfy,
       log,
       apiKeys: [],
+      media: mediaSettings(config, services.storage),
     });
     server = app.listen(0, '127.0.0.1');
     await once(server, 'listening');
@@ -109,6 +116,8 @@ describe('on a real Redis Cluster', () => {
     await services?.close();
     await sim?.close();
     await cluster?.stop();
+    if (env?.STORAGE_URL)
+      rmSync(env.STORAGE_URL.slice('file://'.length), { recursive: true, force: true });
   });
 
   function worker(name: string): WorkerProcess {
