@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { ConfigError } from './errors';
 import { DEFAULT_STORAGE_URL, parseStorageUrl } from './storage';
-import { validateWebhookSecret } from './webhooks/signing';
+import { validateWebhookSecret } from './webhook-secret';
 
 /**
  * Every setting the processes read, with its default and unit, in one place.

@@ -34,11 +34,21 @@ export function createLogger(s: LoggerSettings, destination?: pino.DestinationSt
     name: s.name,
     redact: { paths: REDACT_PATHS, censor: '[redacted]' },
   };
-  if (s.logPretty && !destination) {
+  if (s.logPretty && !destination && prettyAvailable()) {
     return pino({
       ...options,
       transport: { target: 'pino-pretty', options: { colorize: true, ignore: 'pid,hostname' } },
     });
   }
   return destination ? pino(options, destination) : pino(options);
+}
+
+/** pino-pretty is a development dependency: a production install logs JSON instead. */
+function prettyAvailable(): boolean {
+  try {
+    require.resolve('pino-pretty');
+    return true;
+  } catch {
+    return false;
+  }
 }

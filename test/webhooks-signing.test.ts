@@ -2,7 +2,8 @@ import { randomBytes } from 'node:crypto';
 import { Webhook } from 'standardwebhooks';
 import { ConfigError } from '../src/errors';
 import { messageId } from '../src/webhooks/deliver';
-import { createSigner, validateWebhookSecret } from '../src/webhooks/signing';
+import { validateWebhookSecret } from '../src/webhook-secret';
+import { createSigner } from '../src/webhooks/signing';
 
 describe('WEBHOOK_SECRET validation', () => {
   const b64 = randomBytes(32).toString('base64');

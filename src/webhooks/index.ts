@@ -19,7 +19,8 @@ import {
   type DeliveryResult,
   type DeliverySettings,
 } from './queue';
-import { createSigner, validateWebhookSecret } from './signing';
+import { validateWebhookSecret } from '../webhook-secret';
+import { createSigner } from './signing';
 import type { LookupAll } from './url-policy';
 
 export type { WebhookEvent } from './queue';
