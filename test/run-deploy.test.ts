@@ -68,6 +68,18 @@ describe('Dockerfile', () => {
     expect(user).toBeDefined();
     expect(['root', '0']).not.toContain(user);
   });
+  test('the production install (npm ci --omit=dev) has neither tsx nor pino-pretty', () => {
+    // npm leaves out of an --omit=dev install exactly the lockfile entries marked dev
+    const lock = JSON.parse(read('package-lock.json')) as {
+      packages: Record<string, { dev?: boolean }>;
+    };
+    for (const name of ['tsx', 'esbuild', 'pino-pretty']) {
+      expect({ name, dev: lock.packages[`node_modules/${name}`]?.dev }).toEqual({
+        name,
+        dev: true,
+      });
+    }
+  });
   test('its CMD runs a file the image contains', () => {
     const cmd = /^CMD (\[.*\])$/m.exec(text)?.[1];
     expect(cmd).toBeDefined();
