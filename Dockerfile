@@ -23,6 +23,9 @@ COPY --from=build /app/dist ./dist
 # files read at run time that tsc does not emit (the simulator's node catalogue)
 COPY --from=build /app/src/simulator/object-info.json ./dist/src/simulator/object-info.json
 COPY bin ./bin
+# the file storage of docker-compose (STORAGE_URL=file:///data/files): a named volume mounted
+# there starts as a copy of this directory, so it belongs to `node`
+RUN mkdir -p /data/files && chown node:node /data/files
 # the image's `node` user (uid 1000): nothing here runs as root
 USER node
 EXPOSE 3000

@@ -149,6 +149,22 @@ describe('docker-compose.yml', () => {
     expect(services.api!.ports).toEqual(['3000:3000']);
     expect(services.simulator!.environment).toMatchObject({ PORT: '8188', HOST: '0.0.0.0' });
   });
+  test('api and worker share the file storage: one named volume at the STORAGE_URL path', () => {
+    const named = Object.keys((compose as { volumes?: object }).volumes ?? {});
+    const mounts = ['api', 'worker'].map((name) => {
+      const env = services[name]!.environment as Record<string, string>;
+      const dir = /^file:\/\/(\/.+)$/.exec(env.STORAGE_URL ?? '')?.[1];
+      const volume = ((services[name]!.volumes as string[]) ?? []).find((v) =>
+        v.endsWith(`:${dir}`),
+      );
+      return { name, dir, volume };
+    });
+    expect(mounts[0].volume).toBeDefined();
+    expect(mounts[1]).toEqual({ ...mounts[0], name: 'worker' });
+    expect(named).toContain(mounts[0].volume!.split(':')[0]);
+    // the image prepares the mount point for its non-root user
+    expect(read('Dockerfile')).toContain(`chown node:node ${mounts[0].dir}`);
+  });
 });
 
 describe('fly.toml', () => {

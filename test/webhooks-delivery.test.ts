@@ -309,6 +309,18 @@ describe('webhook delivery (real Redis, real HTTP receiver)', () => {
     expect(UNRESOLVABLE_ATTEMPTS).toBeLessThan(FAST.attempts);
   });
 
+  it('names outputs by absolute URLs under PUBLIC_URL, as the job view does', async () => {
+    sys = await setup({ PUBLIC_URL: 'https://queue.example.com/' });
+    receiver = await startReceiver(() => 200);
+    const job = await sys.enqueue(receiver.url);
+    await job.waitUntilFinished(sys.events);
+    await sys.startWebhooks();
+    const event = JSON.parse((await receiver.request(1)).body) as WebhookEvent;
+    expect(event.data.outputs).toEqual([
+      { ...OUTPUTS[0], url: `https://queue.example.com/v1/jobs/${job.id}/outputs/0` },
+    ]);
+  });
+
   it('sends unsigned deliveries (id and timestamp only) without WEBHOOK_SECRET', async () => {
     sys = await setup({ WEBHOOK_SECRET: '' });
     receiver = await startReceiver(() => 200);

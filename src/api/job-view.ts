@@ -240,8 +240,14 @@ function progressOf(s: JobSnapshot, status: PublicStatus): JobView['progress'] {
   return view;
 }
 
-/** The public job view (DESIGN "GET /v1/jobs/:id"); `base` is the jobs URL prefix. */
-export function toJobView(s: JobSnapshot, base = '/v1/jobs'): JobView {
+/** Where the jobs resource lives; with PUBLIC_URL in front, output URLs are absolute. */
+export const JOBS_BASE = '/v1/jobs';
+
+/**
+ * The public job view (DESIGN "GET /v1/jobs/:id"); `base` is the jobs URL prefix
+ * (`${PUBLIC_URL}/v1/jobs` in the API's answers and in webhook payloads alike).
+ */
+export function toJobView(s: JobSnapshot, base = JOBS_BASE): JobView {
   const data = (s.data ?? {}) as Partial<JobData>;
   const request = data.request ?? { jobType: 'unknown' };
   const state = stateOf(s.data);

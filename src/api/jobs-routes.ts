@@ -2,7 +2,7 @@ import { Router, type Request } from 'express';
 import type { ComfyClient } from '../comfy/client';
 import type { Logger } from '../logger';
 import { ApiError, notFound } from './errors';
-import { toJobView, type JobView } from './job-view';
+import { JOBS_BASE, toJobView, type JobView } from './job-view';
 import { ownedBy, type JobStore } from './store';
 import {
   createJobHandler,
@@ -34,7 +34,7 @@ export interface JobsRouterDeps {
   media?: MediaSettings;
 }
 
-export const JOBS_BASE = '/v1/jobs';
+export { JOBS_BASE };
 export function jobsRouter(deps: JobsRouterDeps): Router {
   const { store } = deps;
   const router = Router();

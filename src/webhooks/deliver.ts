@@ -1,5 +1,6 @@
 import { DelayedError, UnrecoverableError } from 'bullmq';
 import {
+  JOBS_BASE,
   snapshotOf,
   toJobView,
   type BullState,
@@ -43,6 +44,8 @@ export interface DeliveryDeps {
   imageQueue: ImageQueue;
   sign: WebhookSigner;
   allowPrivate: boolean;
+  /** PUBLIC_URL: output URLs in payloads are absolute, as in the API's job view */
+  publicUrl?: string;
   settings: Pick<DeliverySettings, 'timeoutMs' | 'recheckMs'>;
   log: Logger;
   metrics?: Metrics;
@@ -108,7 +111,7 @@ export function createDeliveryProcessor(deps: DeliveryDeps) {
       await job.moveToDelayed(now() + delay, token);
       throw new DelayedError();
     }
-    const view: JobView = toJobView(snap);
+    const view: JobView = toJobView(snap, `${deps.publicUrl ?? ''}${JOBS_BASE}`);
     const event: WebhookEvent = {
       type: EVENT_OF[view.status],
       timestamp: view.finishedAt ?? new Date(now()).toISOString(),

@@ -41,6 +41,7 @@ export type WebhookConfig = Pick<
   | 'webhookSecret'
   | 'webhookAllowPrivate'
   | 'workerName'
+  | 'publicUrl'
 >;
 
 export interface WebhookWorkerDeps {
@@ -126,6 +127,7 @@ export async function startWebhookWorker(
     imageQueue,
     sign: createSigner(config.webhookSecret),
     allowPrivate: config.webhookAllowPrivate,
+    publicUrl: config.publicUrl,
     settings: delivery,
     log: log.child({ component: 'webhooks' }),
     metrics: deps.metrics,
