@@ -200,6 +200,12 @@ const schema = z.object({
 
 export type Config = ReturnType<typeof toConfig>;
 
+/** What every process needs to reach the queue: Redis and the queue's name and key prefix. */
+export type QueueConnectionConfig = Pick<
+  Config,
+  'redisUrl' | 'redisFamily' | 'redisCluster' | 'queueName' | 'queuePrefix'
+>;
+
 function toConfig(e: z.infer<typeof schema>) {
   return {
     redisUrl: e.REDIS_URL,

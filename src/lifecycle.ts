@@ -3,7 +3,8 @@ import type { Logger } from './logger';
 /**
  * How a process starts and stops, in one place: a bound on any wait (`withTimeout`), the
  * release of what was acquired in reverse order with each step bounded (`Scope`), and the
- * signal handling every entry point shares (`handleSignals`).
+ * signal handling every entry point shares (`handleSignals`), and periodic housekeeping
+ * (`every`).
  */
 
 /** A wait that did not end within its bound. */
@@ -28,6 +29,35 @@ export function withTimeout<T>(what: string, ms: number, work: PromiseLike<T> | 
 
 export function errorText(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
+}
+
+/**
+ * Runs `task` now and then every `intervalMs`, never two runs at once (a tick that finds the
+ * last run still going is skipped). A failed run is logged as `<what> failed; will retry`
+ * and tried again next tick. The timer does not hold the process. Returns a stop function.
+ */
+export function every(
+  intervalMs: number,
+  what: string,
+  task: () => Promise<void>,
+  log: { warn(obj: object, msg: string): void },
+): () => void {
+  let running = false;
+  const tick = async () => {
+    if (running) return;
+    running = true;
+    try {
+      await task();
+    } catch (err) {
+      log.warn({ err: errorText(err) }, `${what} failed; will retry`);
+    } finally {
+      running = false;
+    }
+  };
+  const timer = setInterval(() => void tick(), intervalMs);
+  timer.unref();
+  void tick();
+  return () => clearInterval(timer);
 }
 
 export interface ScopeOptions {

@@ -2,6 +2,7 @@ import { Queue, type JobsOptions, type Job } from 'bullmq';
 import { v5 as uuidv5 } from 'uuid';
 import { initialState, type JobOutput, type JobState } from './job-state';
 import type { Logger } from './logger';
+import { every } from './lifecycle';
 import { redisOptions, type RedisSettings } from './redis';
 
 /**
@@ -151,28 +152,17 @@ export function startRetentionCleaner(
   intervalMs: number,
   log: Pick<Logger, 'warn'>,
 ): () => void {
-  let running = false;
-  const tick = async () => {
-    if (running) return;
-    running = true;
-    try {
+  return every(
+    intervalMs,
+    'retention clean',
+    async () => {
       for (const type of ['completed', 'failed'] as const) {
         // clean in batches until nothing older than retention is left
         while ((await queue.clean(retentionMs, 1000, type)).length === 1000);
       }
-    } catch (err) {
-      log.warn(
-        { err: err instanceof Error ? err.message : String(err) },
-        'retention clean failed; will retry',
-      );
-    } finally {
-      running = false;
-    }
-  };
-  const timer = setInterval(() => void tick(), intervalMs);
-  timer.unref();
-  void tick();
-  return () => clearInterval(timer);
+    },
+    log,
+  );
 }
 
 /** The data of a new job: what the API enqueues. */

@@ -3,7 +3,7 @@ import { QueueEvents } from 'bullmq';
 import type IORedis from 'ioredis';
 import { ComfyClient } from '../comfy/client';
 import { errorText, Scope, withTimeout } from '../lifecycle';
-import type { Config } from '../config';
+import type { Config, QueueConnectionConfig } from '../config';
 import type { Logger } from '../logger';
 import {
   cancelChannel,
@@ -25,21 +25,17 @@ import { createJobStore, type JobStore } from './store';
  * cancel-channel subscriber (SSE), the retention cleaner. Whoever calls this owns close().
  */
 
-export type ApiConfig = Pick<
-  Config,
-  | 'redisUrl'
-  | 'redisFamily'
-  | 'redisCluster'
-  | 'queueName'
-  | 'queuePrefix'
-  | 'retentionMs'
-  | 'cleanIntervalMs'
-  | 'jobAttempts'
-  | 'retryBackoffMs'
-  | 'comfyuiTimeoutMs'
-  | 'storage'
-  | 's3'
->;
+export type ApiConfig = QueueConnectionConfig &
+  Pick<
+    Config,
+    | 'retentionMs'
+    | 'cleanIntervalMs'
+    | 'jobAttempts'
+    | 'retryBackoffMs'
+    | 'comfyuiTimeoutMs'
+    | 'storage'
+    | 's3'
+  >;
 
 export interface ApiServices {
   queue: ImageQueue;

@@ -1,4 +1,5 @@
 import type { Logger } from '../logger';
+import { every } from '../lifecycle';
 import { keys } from './media';
 import type { Storage } from './types';
 
@@ -56,24 +57,13 @@ export async function sweepStorage(deps: SweepDeps): Promise<number> {
 export function startStorageSweeper(
   deps: SweepDeps & { intervalMs: number; log: Pick<Logger, 'warn' | 'info'> },
 ): () => void {
-  let running = false;
-  const tick = async () => {
-    if (running) return;
-    running = true;
-    try {
+  return every(
+    deps.intervalMs,
+    'retention sweep of stored files',
+    async () => {
       const removed = await sweepStorage(deps);
       if (removed > 0) deps.log.info({ removed }, 'retention: stored files removed');
-    } catch (err) {
-      deps.log.warn(
-        { err: err instanceof Error ? err.message : String(err) },
-        'retention sweep of stored files failed; will retry',
-      );
-    } finally {
-      running = false;
-    }
-  };
-  const timer = setInterval(() => void tick(), deps.intervalMs);
-  timer.unref();
-  void tick();
-  return () => clearInterval(timer);
+    },
+    deps.log,
+  );
 }

@@ -1,6 +1,6 @@
 import { hostname } from 'node:os';
 import { Worker } from 'bullmq';
-import type { Config } from '../config';
+import type { Config, QueueConnectionConfig } from '../config';
 import { errorText, Scope } from '../lifecycle';
 import type { Logger } from '../logger';
 import type { Metrics } from '../metrics';
@@ -28,21 +28,17 @@ export type { WebhookEvent } from './queue';
 /** Each close step's bound beyond a delivery's own timeout. */
 const CLOSE_STEP_MS = 5_000;
 
-export type WebhookConfig = Pick<
-  Config,
-  | 'redisUrl'
-  | 'redisFamily'
-  | 'redisCluster'
-  | 'queueName'
-  | 'queuePrefix'
-  | 'retentionMs'
-  | 'jobAttempts'
-  | 'retryBackoffMs'
-  | 'webhookSecret'
-  | 'webhookAllowPrivate'
-  | 'workerName'
-  | 'publicUrl'
->;
+export type WebhookConfig = QueueConnectionConfig &
+  Pick<
+    Config,
+    | 'retentionMs'
+    | 'jobAttempts'
+    | 'retryBackoffMs'
+    | 'webhookSecret'
+    | 'webhookAllowPrivate'
+    | 'workerName'
+    | 'publicUrl'
+  >;
 
 export interface WebhookWorkerDeps {
   log: Logger;

@@ -5,7 +5,7 @@ import type { Server } from 'node:http';
 import { fanOutSink, type AnalyticsSink } from '../analytics';
 import { metricsSink, registerInstanceHealth, serveMetrics, type Metrics } from '../metrics';
 import { ComfyPool } from '../comfy/pool';
-import type { Config } from '../config';
+import type { Config, QueueConnectionConfig } from '../config';
 import { errorText, Scope } from '../lifecycle';
 import type { Logger } from '../logger';
 import {
@@ -24,40 +24,36 @@ import { createStorage } from '../storage';
 import { createUrlFetcher } from './fetch-url';
 import { ABORT, createProcessor, type FaultPoint, type ProcessorDeps } from './processor';
 
-export type WorkerConfig = Pick<
-  Config,
-  | 'redisUrl'
-  | 'redisFamily'
-  | 'redisCluster'
-  | 'queueName'
-  | 'queuePrefix'
-  | 'comfyuiUrls'
-  | 'workerConcurrency'
-  | 'pollIntervalMs'
-  | 'progressIntervalMs'
-  | 'progressStepPercent'
-  | 'comfyuiWebsocket'
-  | 'recoveryCutoffMs'
-  | 'retentionMs'
-  | 'jobTimeoutMs'
-  | 'submitGraceMs'
-  | 'comfyuiTimeoutMs'
-  | 'healthIntervalMs'
-  | 'lockDurationMs'
-  | 'stalledIntervalMs'
-  | 'maxStalledCount'
-  | 'drainDelayS'
-  | 'jobAttempts'
-  | 'retryBackoffMs'
-  | 'workerName'
-  | 'metricsPort'
-  | 'shutdownTimeoutMs'
-  | 'storage'
-  | 's3'
-  | 'uploadMaxBytes'
-  | 'inputUrlAllowPrivate'
-  | 'inputUrlTimeoutMs'
->;
+export type WorkerConfig = QueueConnectionConfig &
+  Pick<
+    Config,
+    | 'comfyuiUrls'
+    | 'workerConcurrency'
+    | 'pollIntervalMs'
+    | 'progressIntervalMs'
+    | 'progressStepPercent'
+    | 'comfyuiWebsocket'
+    | 'recoveryCutoffMs'
+    | 'retentionMs'
+    | 'jobTimeoutMs'
+    | 'submitGraceMs'
+    | 'comfyuiTimeoutMs'
+    | 'healthIntervalMs'
+    | 'lockDurationMs'
+    | 'stalledIntervalMs'
+    | 'maxStalledCount'
+    | 'drainDelayS'
+    | 'jobAttempts'
+    | 'retryBackoffMs'
+    | 'workerName'
+    | 'metricsPort'
+    | 'shutdownTimeoutMs'
+    | 'storage'
+    | 's3'
+    | 'uploadMaxBytes'
+    | 'inputUrlAllowPrivate'
+    | 'inputUrlTimeoutMs'
+  >;
 
 export interface WorkerDeps {
   log: Logger;

@@ -1,4 +1,4 @@
-import { Scope, TimeoutError, withTimeout } from '../../src/lifecycle';
+import { every, Scope, TimeoutError, withTimeout } from '../../src/lifecycle';
 
 describe('withTimeout', () => {
   test('passes the value or the rejection of work that ends in time', async () => {
@@ -37,5 +37,39 @@ describe('Scope', () => {
     const late = new Promise<void>((resolve) => scope.defer('late', resolve));
     await late;
     expect(runs).toBe(1);
+  });
+});
+
+describe('every', () => {
+  afterEach(() => jest.useRealTimers());
+  test('runs at once and each interval, never two at once; a failure is logged and retried', async () => {
+    jest.useFakeTimers();
+    const warned: string[] = [];
+    const log = { warn: (_o: object, msg: string) => void warned.push(msg) };
+    let runs = 0;
+    let release: (() => void) | undefined;
+    const stop = every(
+      1000,
+      'sweep',
+      async () => {
+        runs += 1;
+        if (runs === 1) throw new Error('redis down');
+        await new Promise<void>((r) => (release = r));
+      },
+      log,
+    );
+    await jest.advanceTimersByTimeAsync(0);
+    expect({ runs, warned }).toEqual({ runs: 1, warned: ['sweep failed; will retry'] });
+    await jest.advanceTimersByTimeAsync(1000);
+    expect(runs).toBe(2); // the retry, now hanging
+    await jest.advanceTimersByTimeAsync(3000);
+    expect(runs).toBe(2); // ticks while it runs are skipped
+    release?.();
+    await jest.advanceTimersByTimeAsync(1000);
+    expect(runs).toBe(3);
+    stop();
+    release?.();
+    await jest.advanceTimersByTimeAsync(5000);
+    expect(runs).toBe(3);
   });
 });
