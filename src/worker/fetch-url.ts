@@ -1,7 +1,12 @@
 import { Readable } from 'node:stream';
 import { Agent, request } from 'undici';
 import { MediaError } from '../errors';
-import { WebhookRefusedError, checkWebhookUrl, guardedLookup } from '../webhooks/url-policy';
+import {
+  WebhookRefusedError,
+  checkWebhookUrl,
+  guardedLookup,
+  type LookupAll,
+} from '../webhooks/url-policy';
 
 const SUBJECT = { label: 'input URL', allow: 'INPUT_URL_ALLOW_PRIVATE' } as const;
 
@@ -23,9 +28,14 @@ export interface UrlFetcher {
   close(): Promise<void>;
 }
 
-export function createUrlFetcher(opts: { allowPrivate: boolean; timeoutMs: number }): UrlFetcher {
+export function createUrlFetcher(opts: {
+  allowPrivate: boolean;
+  timeoutMs: number;
+  /** DNS resolution (tests inject one); defaults to dns.lookup */
+  resolve?: LookupAll;
+}): UrlFetcher {
   const agent = new Agent({
-    connect: { lookup: guardedLookup(opts.allowPrivate, undefined, SUBJECT) },
+    connect: { lookup: guardedLookup(opts.allowPrivate, opts.resolve, SUBJECT) },
   });
   const refused = (message: string) => new MediaError('input_unavailable', message, false);
 

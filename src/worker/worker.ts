@@ -22,6 +22,7 @@ import { createJobWriter } from './persist';
 import { createLockProver } from './fence';
 import { createStorage } from '../storage';
 import { createUrlFetcher } from './fetch-url';
+import type { LookupAll } from '../webhooks/url-policy';
 import { ABORT, createProcessor, type FaultPoint, type ProcessorDeps } from './processor';
 
 export type WorkerConfig = QueueConnectionConfig &
@@ -63,6 +64,8 @@ export interface WorkerDeps {
   /** enqueues a webhook delivery for jobs that have a webhookUrl (src/webhooks) */
   notifyFinished?: ProcessorDeps['notifyFinished'];
   fault?: (point: FaultPoint) => void;
+  /** DNS resolution of input URLs (tests); defaults to dns.lookup */
+  resolve?: LookupAll;
 }
 
 /** A started image worker (startImageWorker resolves once it is consuming jobs). */
@@ -139,6 +142,7 @@ export async function startImageWorker(
   const fetcher = createUrlFetcher({
     allowPrivate: config.inputUrlAllowPrivate,
     timeoutMs: config.inputUrlTimeoutMs,
+    resolve: deps.resolve,
   });
   scope.defer('storage', () => storage.close());
   scope.defer('input fetcher', () => fetcher.close());
