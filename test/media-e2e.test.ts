@@ -10,13 +10,13 @@ import { FAST_WORKER_ENV, startTestWorker } from './helpers/api-worker';
 import { startS3Server, type S3TestServer } from './helpers/s3-server';
 import { simVersion } from './helpers/system';
 import { waitFor } from './helpers/wait';
-import { killAll, spawnWorker, type WorkerProcess } from './helpers/worker-process';
+import { killAll, spawnApi, spawnWorker, type WorkerProcess } from './helpers/worker-process';
 
 /**
  * Media in and out end to end (DESIGN "Media in", "Media out"), once per storage driver:
  * a PNG goes in (upload, base64, URL), LoadImage → ImageInvert → SaveImage runs in the
  * simulator, and the output comes back from storage, decoded and compared with ComfyUI's
- * float32 arithmetic; outputs outlive the simulator; kill -9 of the worker at each media
+ * float32 arithmetic; outputs outlive the simulator, the API and the worker; kill -9 of the worker at each media
  * step leaves one execution and one stored copy per output.
  */
 
@@ -55,6 +55,7 @@ function expectInverted(png: Buffer) {
 }
 
 type Driver = 'file' | 's3';
+type JobViewBody = { status: string; promptId: string; outputs: { url: string }[] };
 
 describe.each<Driver>(['file', 's3'])('media end to end (%s storage)', (driver) => {
   let s3: S3TestServer | undefined;
@@ -155,25 +156,6 @@ describe.each<Driver>(['file', 's3'])('media end to end (%s storage)', (driver) 
     expect(sim.executions()[view.promptId]).toBeUndefined();
   });
 
-  it('serves outputs after the simulator that made them is gone, with Range', async () => {
-    await startWorker();
-    const id = await submit({ 'face.png': { upload: (await uploadPng()).id } });
-    const view = await finished(id);
-    const whole = (await output(id)).body as Buffer;
-    await stopWorker();
-    await sim.close();
-    sim = await createSimulator({ progressIntervalMs: 50, version: simVersion() });
-    const again = await output(id);
-    expect(again.status).toBe(200);
-    expect(again.body).toEqual(whole);
-    const part = await output(id, 'bytes=8-23');
-    expect(part.status).toBe(206);
-    expect(part.headers['content-range']).toBe(`bytes 8-23/${view.outputs[0].size}`);
-    expect(part.body).toEqual(whole.subarray(8, 24));
-    const outside = await output(id, `bytes=${whole.length + 10}-`);
-    expect(outside.status).toBe(416);
-  });
-
   // the crash windows do not depend on the driver: once, with file storage (each takes ~30 s)
   const crashPoints = ['after-inputs-uploaded', 'after-post', 'after-outputs-copied'];
   if (driver === 'file')
@@ -206,6 +188,70 @@ describe.each<Driver>(['file', 's3'])('media end to end (%s storage)', (driver) 
         await killAll([survivor]);
       },
     );
+
+  // last: it stops the in-process API that the tests above use
+  it('serves outputs, byte for byte, after the simulator is killed and the API and worker restarted against another', async () => {
+    await startWorker();
+    const id = await submit({ 'face.png': { upload: (await uploadPng()).id } });
+    const view = await finished(id);
+    expect(view.status).toBe('completed');
+    const whole = (await output(id)).body as Buffer;
+    // the simulator that made the output, the worker and the API that knew the job: gone
+    await stopWorker();
+    const oldSim = sim.url;
+    await sim.close();
+    await h.services.close();
+    sim = await createSimulator({ progressIntervalMs: 50, version: simVersion() });
+    expect(sim.url).not.toBe(oldSim);
+    const env = { ...h.env, ...FAST_WORKER_ENV, COMFYUI_URL: sim.url, LOG_LEVEL: 'info' };
+    const restarted = spawnWorker(env);
+    const api = await spawnApi(env);
+    spawned.push(restarted, api);
+    await Promise.all([restarted.ready, api.ready]);
+
+    const get = async (range?: string) => {
+      const res = await fetch(`${api.url}/v1/jobs/${id}/outputs/0`, {
+        headers: range ? { Range: range } : {},
+      });
+      return {
+        status: res.status,
+        headers: res.headers,
+        body: Buffer.from(await res.arrayBuffer()),
+      };
+    };
+    const again = await get();
+    expect(again.status).toBe(200);
+    expect(again.body.equals(whole)).toBe(true);
+    const part = await get('bytes=8-23');
+    expect(part.status).toBe(206);
+    expect(part.headers.get('content-range')).toBe(`bytes 8-23/${view.outputs[0].size}`);
+    expect(part.body.equals(whole.subarray(8, 24))).toBe(true);
+    expect((await get(`bytes=${whole.length + 10}-`)).status).toBe(416);
+
+    // the restarted pair runs new jobs on the new simulator
+    const res = await fetch(`${api.url}/v1/jobs`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({
+        workflow: img2img,
+        inputs: { 'face.png': { base64: PNG.toString('base64') } },
+      }),
+    });
+    expect(res.status).toBe(202);
+    const next = (await res.json()) as { id: string };
+    const done = await waitFor(
+      `job ${next.id} completed on the new simulator`,
+      async () => {
+        const v = (await (await fetch(`${api.url}/v1/jobs/${next.id}`)).json()) as JobViewBody;
+        return v.status === 'completed' ? v : undefined;
+      },
+      { timeoutMs: 60_000 },
+    );
+    expect(sim.executions()[done.promptId]).toBe(1);
+    expectInverted(
+      Buffer.from(await (await fetch(`${api.url}${done.outputs[0].url}`)).arrayBuffer()),
+    );
+  });
 
   async function uploadPng(): Promise<{ id: string }> {
     const res = await request(h.app)

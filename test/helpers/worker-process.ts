@@ -2,6 +2,7 @@ import type { ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { join } from 'node:path';
 import { EXIT_WITH_PARENT_IMPORT } from '../../src/run/exit-with-parent';
+import { freePort } from '../../src/run/ports';
 import { spawnScoped } from './process-scope';
 
 const ROOT = join(__dirname, '..', '..');
@@ -9,8 +10,8 @@ const ROOT = join(__dirname, '..', '..');
 export interface WorkerProcess {
   proc: ChildProcess;
   /**
-   * resolves when the worker logged "worker ready" (the image worker, once it takes jobs: the
-   * only line containing that text); rejects if the process exits first
+   * resolves when the process logged its ready line ("worker ready" for the image worker,
+   * once it takes jobs: the only line containing that text); rejects if it exits first
    */
   ready: Promise<void>;
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
@@ -21,7 +22,21 @@ export interface WorkerProcess {
 
 /** The real worker entry (`workers/worker.ts`) as a child process, so tests can SIGKILL it. */
 export function spawnWorker(env: Record<string, string>): WorkerProcess {
-  const entry = join(ROOT, 'workers', 'worker.ts');
+  return spawnEntry('workers/worker.ts', env, 'worker ready');
+}
+
+/** The real API entry (`src/bin/api.ts`) on a free port, ready once it listens. */
+export async function spawnApi(
+  env: Record<string, string>,
+): Promise<WorkerProcess & { url: string }> {
+  const port = await freePort();
+  const api = spawnEntry('src/bin/api.ts', { ...env, PORT: String(port) }, 'api listening');
+  return { ...api, url: `http://127.0.0.1:${port}` };
+}
+
+/** `node --import tsx <file>` (relative to the repo root) in the test's process scope. */
+function spawnEntry(file: string, env: Record<string, string>, readyText: string): WorkerProcess {
+  const entry = join(ROOT, file);
   const proc = spawnScoped(
     process.execPath,
     ['--import', 'tsx', '--import', EXIT_WITH_PARENT_IMPORT, entry],
@@ -33,7 +48,7 @@ export function spawnWorker(env: Record<string, string>): WorkerProcess {
         LOG_LEVEL: env.LOG_LEVEL === 'silent' ? 'info' : (env.LOG_LEVEL ?? 'info'),
         LOG_PRETTY: '',
       },
-      // stdin: a pipe whose end (this process gone) makes the worker stop itself
+      // stdin: a pipe whose end (this process gone) makes the process stop itself
       stdio: ['pipe', 'pipe', 'pipe'],
     },
   );
@@ -62,12 +77,12 @@ export function spawnWorker(env: Record<string, string>): WorkerProcess {
       void exited.then((e) =>
         reject(
           new Error(
-            `worker exited (${e.code ?? e.signal}) before logging "${text}":\n${out.slice(-3000)}`,
+            `${file} exited (${e.code ?? e.signal}) before logging "${text}":\n${out.slice(-3000)}`,
           ),
         ),
       );
     });
-  return { proc, ready: waitForLog('worker ready'), exited, output: () => out, waitForLog };
+  return { proc, ready: waitForLog(readyText), exited, output: () => out, waitForLog };
 }
 
 /** whether the process has neither exited nor been killed by a signal */
