@@ -18,6 +18,33 @@ const TMP = /\.[0-9a-f-]{36}\.tmp$/;
 
 const missing = (err: unknown) => (err as NodeJS.ErrnoException).code === 'ENOENT';
 
+/** Objects under `prefix`: only the folders that can hold such keys are read. */
+async function listFiles(dir: string, prefix: string): Promise<ListEntry[]> {
+  const out: ListEntry[] = [];
+  const walk = async (base: string) => {
+    let entries: import('node:fs').Dirent[];
+    try {
+      entries = await fs.readdir(path.join(dir, ...base.split('/').filter(Boolean)), {
+        withFileTypes: true,
+      });
+    } catch (err) {
+      if (missing(err)) return;
+      throw err;
+    }
+    for (const e of entries) {
+      const key = `${base}${e.name}`;
+      if (e.isDirectory()) {
+        if (`${key}/`.startsWith(prefix) || prefix.startsWith(`${key}/`)) await walk(`${key}/`);
+      } else if (e.isFile() && key.startsWith(prefix) && !TMP.test(e.name)) {
+        const s = await fs.stat(path.join(dir, ...key.split('/'))).catch(() => null);
+        if (s) out.push({ key, size: s.size, lastModified: s.mtime });
+      }
+    }
+  };
+  await walk(prefix.includes('/') ? prefix.slice(0, prefix.lastIndexOf('/') + 1) : '');
+  return out.sort((a, b) => (a.key < b.key ? -1 : 1));
+}
+
 export function createFileStorage(root: string): Storage {
   const dir = path.resolve(root);
   const pathOf = (key: string) => path.join(dir, ...checkKey(key).split('/'));
@@ -32,32 +59,7 @@ export function createFileStorage(root: string): Storage {
     }
   }
 
-  /** Objects under `prefix`: only the folders that can hold such keys are read. */
-  async function list(prefix: string): Promise<ListEntry[]> {
-    const out: ListEntry[] = [];
-    const walk = async (base: string) => {
-      let entries: import('node:fs').Dirent[];
-      try {
-        entries = await fs.readdir(path.join(dir, ...base.split('/').filter(Boolean)), {
-          withFileTypes: true,
-        });
-      } catch (err) {
-        if (missing(err)) return;
-        throw err;
-      }
-      for (const e of entries) {
-        const key = `${base}${e.name}`;
-        if (e.isDirectory()) {
-          if (`${key}/`.startsWith(prefix) || prefix.startsWith(`${key}/`)) await walk(`${key}/`);
-        } else if (e.isFile() && key.startsWith(prefix) && !TMP.test(e.name)) {
-          const s = await fs.stat(path.join(dir, ...key.split('/'))).catch(() => null);
-          if (s) out.push({ key, size: s.size, lastModified: s.mtime });
-        }
-      }
-    };
-    await walk(prefix.includes('/') ? prefix.slice(0, prefix.lastIndexOf('/') + 1) : '');
-    return out.sort((a, b) => (a.key < b.key ? -1 : 1));
-  }
+  const list = (prefix: string) => listFiles(dir, prefix);
 
   return {
     kind: 'file',

@@ -32,14 +32,16 @@ export interface ListEntry {
   lastModified: Date;
 }
 
+export interface PutOptions {
+  contentType?: string;
+  /** aborts the write; nothing is left under the key */
+  signal?: AbortSignal;
+}
+
 export interface Storage {
   readonly kind: 'file' | 's3';
   /** Stores the stream under `key` (replacing any object there); resolves once it is durable. */
-  put(
-    key: string,
-    body: Readable,
-    opts?: { contentType?: string; signal?: AbortSignal },
-  ): Promise<{ size: number }>;
+  put(key: string, body: Readable, opts?: PutOptions): Promise<{ size: number }>;
   /** The object (or a range of it), or null when there is none. */
   get(key: string, opts?: { range?: ByteRange }): Promise<StoredObject | null>;
   head(key: string): Promise<ObjectInfo | null>;
