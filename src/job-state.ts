@@ -44,6 +44,8 @@ export interface JobState {
   promptId?: string;
   /** the ComfyUI instance that holds the prompt */
   comfyuiUrl?: string;
+  /** the WebSocket client id the prompt was submitted with (its events go only there) */
+  clientId?: string;
   /** times a worker started the job */
   attempts: number;
   /** resumptions after a crash or a hand-off */
@@ -115,19 +117,24 @@ export function onPickup(
   };
 }
 
-/** Step 1 of the lifecycle: the prompt id is decided and stored before any network call. */
+/**
+ * Step 1 of the lifecycle: the prompt id is decided and stored before any network call,
+ * with the client id the POST will carry (ComfyUI sends the prompt's events only there).
+ */
 export function onPromptChosen(
   s: JobState,
   promptId: string,
   comfyuiUrl: string,
   now: number,
   resubmission: boolean,
+  clientId?: string,
 ): JobState {
   return {
     ...s,
     status: 'submitting',
     promptId,
     comfyuiUrl,
+    clientId: clientId ?? s.clientId,
     submittedAt: now,
     resubmissions: s.resubmissions + (resubmission ? 1 : 0),
   };

@@ -144,15 +144,17 @@ describe('toJobView', () => {
     expect(toJobView(running).progress).toEqual({ percent: 40, value: 4, max: 10, node: '2' });
   });
 
-  it('a failed job carries its error with node details; attempts counts BullMQ starts too', () => {
+  it('a failed job carries its error with node details; attempts is the JobState count, not BullMQ takes', () => {
     const v = toJobView(
       snap(
         'failed',
         {
           status: 'failed',
+          attempts: 2,
           error: { code: 'execution_error', message: 'boom', nodeId: '2', nodeType: 'KSampler' },
         },
-        { attemptsStarted: 2, finishedOn: T0 + 10 },
+        // a take that found no free ComfyUI slot counts in BullMQ, not in the JobState
+        { attemptsStarted: 5, finishedOn: T0 + 10 },
       ),
     );
     expect(v).toMatchObject({

@@ -259,7 +259,9 @@ export function toJobView(s: JobSnapshot, base = JOBS_BASE): JobView {
     userId: typeof request.userId === 'string' ? request.userId : null,
     createdAt: isoTime(state.createdAt ?? s.timestamp) ?? new Date(0).toISOString(),
     progress: progressOf(s, status),
-    attempts: Math.max(state.attempts ?? 0, s.attemptsStarted ?? 0),
+    // the JobState's count: BullMQ's attemptsStarted also counts takes that found no free
+    // ComfyUI slot; it stands in only for data without a state (invalid_job_data)
+    attempts: state.attempts ?? s.attemptsStarted ?? 0,
     recoveries: state.recoveries ?? 0,
   };
   const startedAt = isoTime(state.startedAt ?? s.processedOn);

@@ -1,23 +1,29 @@
 import type { Logger } from '../logger';
 import { ComfyClient, type ComfyClientOptions } from './client';
+import type { SlotLeases } from './slots';
 import { ComfySocket } from './socket';
 
 /**
- * The ComfyUI instances one worker process uses (COMFYUI_URL=a,b,c). Each has
- * `slotsPerInstance` job slots; a new job goes to the healthy instance with the most free
- * slots. An instance that fails a request or its `/system_stats` probe gets no new jobs
- * until the probe answers again. Jobs already on an instance keep following it (the
- * normal unreachable/retry rules apply). One client and one WebSocket per instance.
+ * The ComfyUI instances one worker process uses (COMFYUI_URL=a,b,c). Their job slots are
+ * shared by every worker (`SlotLeases` in Redis): a new job goes to the healthy instance
+ * with the fewest prompts of the whole system, ties round-robin. An instance that fails a
+ * request or its `/system_stats` probe gets no new jobs until the probe answers again. Jobs
+ * already on an instance keep following it (the normal unreachable/retry rules apply). One
+ * client and one WebSocket per instance.
  */
 
+/** A job's slot on an instance: release() when its prompt is done, drop() when handed on. */
 export interface Lease {
   readonly url: string;
+  /** frees the slot at once (the prompt finished, failed or was removed) */
   release(): void;
+  /** stops renewing and keeps the slot until it expires or the job's next worker holds it */
+  drop(): void;
 }
 
 export interface ComfyPoolOptions {
   urls: string[];
-  slotsPerInstance: number;
+  slots: SlotLeases;
   timeoutMs: number;
   healthIntervalMs: number;
   clientId: string;
@@ -30,12 +36,12 @@ interface Instance {
   url: string;
   client: ComfyClient;
   socket?: ComfySocket;
-  busy: number;
   healthy: boolean;
 }
 
 export class ComfyPool {
   private readonly instances = new Map<string, Instance>();
+  private readonly adopted = new Map<string, { socket: ComfySocket; users: number }>();
   private readonly timer: NodeJS.Timeout;
   private closed = false;
 
@@ -60,7 +66,7 @@ export class ComfyPool {
       const socket = this.opts.websocket
         ? new ComfySocket({ baseUrl: url, clientId: this.opts.clientId, log: this.opts.log })
         : undefined;
-      i = { url, client, socket, busy: 0, healthy: true };
+      i = { url, client, socket, healthy: true };
       this.instances.set(url, i);
     }
     return i;
@@ -79,27 +85,93 @@ export class ComfyPool {
     return this.opts.urls.filter((url) => this.instance(url).healthy);
   }
 
-  /** A slot on the healthy configured instance with the most free slots, or undefined. */
-  acquire(): Lease | undefined {
-    let best: Instance | undefined;
-    for (const url of this.opts.urls) {
-      const i = this.instance(url);
-      if (!i.healthy || i.busy >= this.opts.slotsPerInstance) continue;
-      if (!best || i.busy < best.busy) best = i;
+  /**
+   * A socket that hears the events of prompts submitted with `clientId` by another process
+   * (ComfyUI sends a prompt's events only to the client id that submitted it); one per
+   * instance and client id, shared, closed when its last user releases it. Undefined when
+   * WebSockets are off.
+   */
+  adopt(url: string, clientId: string): { socket: ComfySocket; release(): void } | undefined {
+    if (!this.opts.websocket || this.closed) return undefined;
+    const key = `${url}\n${clientId}`;
+    let a = this.adopted.get(key);
+    if (!a) {
+      a = { socket: new ComfySocket({ baseUrl: url, clientId, log: this.opts.log }), users: 0 };
+      this.adopted.set(key, a);
     }
-    return best ? this.lease(best.url) : undefined;
+    a.users += 1;
+    const entry = a;
+    let released = false;
+    return {
+      socket: entry.socket,
+      release: () => {
+        if (released) return;
+        released = true;
+        entry.users -= 1;
+        if (entry.users > 0) return;
+        entry.socket.close();
+        this.adopted.delete(key);
+      },
+    };
   }
 
-  /** A slot on a given instance (a resumed job follows its prompt where it is). */
-  lease(url: string): Lease {
-    const i = this.instance(url);
-    i.busy += 1;
-    let released = false;
+  /**
+   * Closes every WebSocket before jobs are handed back on shutdown: on 0.3.64 a socket that
+   * closes after the next worker opened one under the same client id would unregister it.
+   */
+  closeSockets(): void {
+    for (const i of this.instances.values()) i.socket?.close();
+    for (const a of this.adopted.values()) a.socket.close();
+    this.adopted.clear();
+  }
+
+  /** Whether `url` is one of COMFYUI_URL (a job's recorded instance may have been replaced). */
+  configured(url: string): boolean {
+    return this.opts.urls.includes(url);
+  }
+
+  /**
+   * A slot on the healthy configured instance with the fewest prompts system-wide, or
+   * undefined when every healthy one is full (or none is healthy).
+   */
+  async acquire(jobId: string): Promise<Lease | undefined> {
+    const urls = this.healthyUrls();
+    const reported = urls.map((u) => this.instance(u).socket?.queueRemaining());
+    const url = await this.opts.slots.acquire(jobId, urls, reported);
+    return url ? this.leaseOf(jobId, url) : undefined;
+  }
+
+  /** A slot on a given instance whatever its load (a resumed job follows its prompt there). */
+  async lease(jobId: string, url: string): Promise<Lease> {
+    await this.opts.slots.hold(jobId, url, this.opts.urls);
+    return this.leaseOf(jobId, url);
+  }
+
+  /** Resolves when a slot may have come free somewhere, after `ms`, or when `signal` aborts. */
+  waitForSlot(ms: number, signal: AbortSignal): Promise<void> {
+    return this.opts.slots.waitForFree(ms, signal);
+  }
+
+  private leaseOf(jobId: string, url: string): Lease {
+    let done = false;
     return {
       url,
       release: () => {
-        if (!released) i.busy -= 1;
-        released = true;
+        if (done) return;
+        done = true;
+        this.opts.slots
+          .release(jobId, url)
+          .catch((err: unknown) =>
+            this.opts.log.warn(
+              { err: (err as Error).message, comfyui: url, jobId },
+              'could not free the ComfyUI slot (it expires with LOCK_DURATION_MS)',
+            ),
+          );
+      },
+      drop: () => {
+        if (done) return;
+        done = true;
+        this.opts.slots.drop(jobId, url);
       },
     };
   }
@@ -134,7 +206,8 @@ export class ComfyPool {
   async close(): Promise<void> {
     this.closed = true;
     clearInterval(this.timer);
-    for (const i of this.instances.values()) i.socket?.close();
+    this.opts.slots.close();
+    this.closeSockets();
     await Promise.all([...this.instances.values()].map((i) => i.client.close()));
   }
 }

@@ -57,6 +57,8 @@ export class ComfySocket {
   private reconnectTimer?: NodeJS.Timeout;
   private readonly heartbeatMs: number;
   private readonly maxBackoffMs: number;
+  /** `exec_info.queue_remaining` of the last `status` message (sent to every socket) */
+  private remaining?: number;
 
   constructor(private readonly opts: ComfySocketOptions) {
     this.heartbeatMs = opts.heartbeatMs ?? 10_000;
@@ -70,6 +72,11 @@ export class ComfySocket {
     return (
       this.ws?.readyState === WebSocket.OPEN && Date.now() - this.lastSeen < 3 * this.heartbeatMs
     );
+  }
+
+  /** ComfyUI's prompts (running + pending) as its last `status` said; undefined unless healthy. */
+  queueRemaining(): number | undefined {
+    return this.healthy ? this.remaining : undefined;
   }
 
   track(promptId: string, nodeCount: number): void {
@@ -176,6 +183,21 @@ export class ComfySocket {
     });
   }
 
+  private onStatus(data: Record<string, unknown>): void {
+    const info = (data.status as { exec_info?: { queue_remaining?: unknown } } | undefined)
+      ?.exec_info?.queue_remaining;
+    if (typeof info === 'number') this.remaining = info;
+  }
+
+  private onProgressState(t: Tracked, nodes: unknown): void {
+    if (!nodes || typeof nodes !== 'object') return;
+    for (const [id, n] of Object.entries(nodes as Record<string, { state?: unknown }>)) {
+      if (n?.state !== 'running' && n?.state !== 'finished') continue;
+      if (!t.started.has(id) && n.state === 'running') t.current = id;
+      t.started.add(id);
+    }
+  }
+
   private onMessage(text: string): void {
     let msg: { type?: unknown; data?: Record<string, unknown> };
     try {
@@ -184,11 +206,16 @@ export class ComfySocket {
       return;
     }
     const data = msg.data ?? {};
+    if (msg.type === 'status') return this.onStatus(data);
     const promptId = typeof data.prompt_id === 'string' ? data.prompt_id : undefined;
-    if (!promptId) return; // status messages, the reconnect `executing` without prompt id
+    if (!promptId) return; // the reconnect `executing` without prompt id
     const t = this.tracked.get(promptId);
     if (!t) return;
     switch (msg.type) {
+      case 'progress_state':
+        // every node started so far: a socket opened mid-prompt (a hand-off) counts them too
+        this.onProgressState(t, data.nodes);
+        return;
       case 'execution_cached':
         for (const n of Array.isArray(data.nodes) ? data.nodes : []) t.started.add(String(n));
         this.wake(promptId, 'progress');

@@ -42,10 +42,16 @@ export function createProcessor(deps: ProcessorDeps) {
       throw new JobFailure(state.error);
 
     const run = new JobRun(deps, job, token, data, signal);
+    // the slot is freed when the job ends; a hand-off, a retry or a lost lock keeps it for
+    // the job's next worker (the prompt may still run), until the lease expires
+    let ended = false;
     try {
       const justSubmitted = await pickUp(run);
-      return await follow(run, justSubmitted);
+      const result = await follow(run, justSubmitted);
+      ended = true;
+      return result;
     } catch (err) {
+      ended = err instanceof JobFailure;
       if (
         err instanceof JobFailure ||
         err instanceof WaitingError ||
@@ -53,9 +59,14 @@ export function createProcessor(deps: ProcessorDeps) {
         err instanceof LockLostError
       )
         throw err;
-      return await retryOrFail(run, err);
+      return await retryOrFail(run, err).catch((e: unknown) => {
+        ended = e instanceof JobFailure;
+        throw e;
+      });
     } finally {
-      run.lease?.release();
+      if (ended) run.lease?.release();
+      else run.lease?.drop();
+      run.releaseSocket();
     }
   };
 }

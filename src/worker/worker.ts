@@ -5,6 +5,7 @@ import type { Server } from 'node:http';
 import { fanOutSink, type AnalyticsSink } from '../analytics';
 import { metricsSink, registerInstanceHealth, serveMetrics, type Metrics } from '../metrics';
 import { ComfyPool } from '../comfy/pool';
+import { SlotLeases, slotsFreedChannel } from '../comfy/slots';
 import type { Config, QueueConnectionConfig } from '../config';
 import { errorText, Scope } from '../lifecycle';
 import type { Logger } from '../logger';
@@ -117,9 +118,25 @@ export async function startImageWorker(
     stepMs: config.shutdownTimeoutMs,
     onError: (what, err) => log.warn({ err: errorText(err) }, `shutdown: closing ${what} failed`),
   });
+  const commands = createRedis(settings, 'worker');
+  commands.on('error', (err) => log.warn({ err: err.message }, 'redis (commands) error'));
+  scope.defer('commands', () => commands.quit());
+  const subscriber = createRedis(settings, 'subscriber');
+  subscriber.on('error', (err) => log.warn({ err: err.message }, 'redis (subscriber) error'));
+  scope.defer('subscriber', () => subscriber.quit());
+  const slots = new SlotLeases(
+    commands,
+    {
+      queuePrefix: config.queuePrefix,
+      queueName: config.queueName,
+      slotsPerInstance: config.workerConcurrency,
+      leaseMs: config.lockDurationMs,
+    },
+    log,
+  );
   const pool = new ComfyPool({
     urls: config.comfyuiUrls,
-    slotsPerInstance: config.workerConcurrency,
+    slots,
     timeoutMs: config.comfyuiTimeoutMs,
     healthIntervalMs: config.healthIntervalMs,
     clientId,
@@ -131,12 +148,6 @@ export async function startImageWorker(
       : undefined,
   });
   scope.defer('comfyui clients', () => pool.close());
-  const commands = createRedis(settings, 'worker');
-  commands.on('error', (err) => log.warn({ err: err.message }, 'redis (commands) error'));
-  scope.defer('commands', () => commands.quit());
-  const subscriber = createRedis(settings, 'subscriber');
-  subscriber.on('error', (err) => log.warn({ err: err.message }, 'redis (subscriber) error'));
-  scope.defer('subscriber', () => subscriber.quit());
 
   const storage = createStorage(config.storage, config.s3);
   const fetcher = createUrlFetcher({
@@ -166,15 +177,19 @@ export async function startImageWorker(
   const worker = createBullWorker(config, settings, name, processor, log);
   let metricsServer: Server | undefined;
   scope.defer('worker', async () => {
-    // hand active jobs back at once (they resume elsewhere), then stop
+    // hand active jobs back at once (they resume elsewhere), then stop; the sockets close
+    // first, so none closes after the next worker opened one under the same client id
+    pool.closeSockets();
     worker.cancelAllJobs(ABORT.shutdown);
     await worker.close();
     metricsServer?.close();
   });
 
-  await subscriber.subscribe(cancelChannel(config));
-  subscriber.on('message', (_channel, jobId: string) => {
-    if (worker.cancelJob(jobId, ABORT.cancel)) log.info({ jobId }, 'cancel requested');
+  const freedChannel = slotsFreedChannel(config);
+  await subscriber.subscribe(cancelChannel(config), freedChannel);
+  subscriber.on('message', (channel: string, message: string) => {
+    if (channel === freedChannel) return slots.notifyFreed();
+    if (worker.cancelJob(message, ABORT.cancel)) log.info({ jobId: message }, 'cancel requested');
   });
 
   if (deps.metrics) {

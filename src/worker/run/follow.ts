@@ -78,7 +78,7 @@ async function resubmitIfLost(run: JobRun, absent: { since?: number }): Promise<
       : 'the prompt never reached ComfyUI: submitting it',
   );
   await run.save(
-    onPromptChosen(state, run.promptId, state.comfyuiUrl!, run.now(), lost),
+    onPromptChosen(state, run.promptId, state.comfyuiUrl!, run.now(), lost, run.deps.clientId),
     lost
       ? `prompt ${state.promptId} unknown to ComfyUI (restart?): resubmitting with the same id`
       : undefined,
@@ -108,9 +108,13 @@ async function waitForNextCheck(run: JobRun, maxMs?: number): Promise<WakeReason
   const { pollIntervalMs } = run.settings;
   const ws = run.socket();
   if (!ws) return sleep(pollIntervalMs, run.signal).then(() => undefined);
+  // a socket opened under another process's client id may hear nothing (on 0.3.64, if that
+  // process's socket closes late, it unregisters ours): poll at the normal interval then
   const interval =
     maxMs ??
-    (ws.healthy ? Math.max(pollIntervalMs, Math.min(5 * pollIntervalMs, 5_000)) : pollIntervalMs);
+    (ws.healthy && !run.adoptedSocket
+      ? Math.max(pollIntervalMs, Math.min(5 * pollIntervalMs, 5_000))
+      : pollIntervalMs);
   const until = run.now() + interval;
   while (!run.signal.aborted && run.now() < until) {
     const why = await ws.wait(run.promptId, until - run.now(), run.signal);

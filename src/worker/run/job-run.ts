@@ -30,6 +30,9 @@ export class JobRun {
   private readonly cancelMarked = new AbortController();
   private lastProgress: JobProgress | undefined;
   private lastProgressAt = 0;
+  /** progress.percent never goes backwards: the persisted progress is the floor */
+  private floor = 0;
+  private adopted?: { key: string; socket: ComfySocket; release(): void };
 
   constructor(
     readonly deps: ProcessorDeps,
@@ -51,6 +54,17 @@ export class JobRun {
     // a child logger per job; it gains the prompt id once there is one
     this.log = deps.log.child({ jobId: this.jobId, promptId: data.state.promptId });
     this.fence = createFence(this.jobId, () => deps.proveLock(this.jobId, token), this.log);
+    const saved = job.progress as Partial<JobProgress> | number | undefined;
+    if (saved && typeof saved === 'object' && typeof saved.percent === 'number') {
+      this.lastProgress = saved as JobProgress;
+      this.floor = saved.percent;
+    }
+  }
+
+  /** `p` with its percent raised to the floor, which it then becomes */
+  private floored(p: JobProgress): JobProgress {
+    this.floor = Math.max(this.floor, p.percent);
+    return { ...p, percent: this.floor };
   }
 
   get settings() {
@@ -87,8 +101,32 @@ export class JobRun {
     return this.deps.pool.client(this.state.comfyuiUrl);
   }
 
+  /**
+   * The socket that hears the prompt's events: this process's, or, for a prompt another
+   * process submitted (a hand-off, a crash), one opened under that process's client id.
+   */
   socket(): ComfySocket | undefined {
-    return this.state.comfyuiUrl ? this.deps.pool.socket(this.state.comfyuiUrl) : undefined;
+    const { comfyuiUrl: url, clientId } = this.state;
+    if (!url) return undefined;
+    if (!clientId || clientId === this.deps.clientId) return this.deps.pool.socket(url);
+    const key = `${url}\n${clientId}`;
+    if (this.adopted?.key !== key) {
+      this.releaseSocket();
+      const a = this.deps.pool.adopt(url, clientId);
+      this.adopted = a && { key, ...a };
+    }
+    return this.adopted?.socket;
+  }
+
+  /** whether the prompt's events come through a socket opened under another client id */
+  get adoptedSocket(): boolean {
+    return this.adopted !== undefined && this.state.clientId !== this.deps.clientId;
+  }
+
+  /** Closes the other client id's socket when no followed prompt needs it any more. */
+  releaseSocket(): void {
+    this.adopted?.release();
+    this.adopted = undefined;
   }
 
   fault(point: FaultPoint): void {
@@ -123,10 +161,10 @@ export class JobRun {
       this.jobId,
       this.token,
       { ...this.data, workflow, state: this.state },
-      { log: line, progress: withProgress, result, failedReason },
+      { log: line, progress: withProgress && this.floored(withProgress), result, failedReason },
     );
     if (withProgress) {
-      this.lastProgress = withProgress;
+      this.lastProgress = { ...withProgress, percent: this.floor };
       this.lastProgressAt = this.now();
     }
     return this.onCancelMark(r.cancelRequested);
@@ -138,7 +176,8 @@ export class JobRun {
    * most 100 / PROGRESS_STEP_PERCENT progress writes, however long it runs and however
    * many nodes it has (the node shown is the one current at the write).
    */
-  async progress(p: JobProgress, force = false): Promise<void> {
+  async progress(next: JobProgress, force = false): Promise<void> {
+    const p = { ...next, percent: Math.max(this.floor, next.percent) };
     const prev = this.lastProgress;
     const step = this.settings.progressStepPercent;
     const bucket = (x?: JobProgress) => (x ? Math.floor(x.percent / step) : -1);
@@ -147,7 +186,7 @@ export class JobRun {
     if (!force && this.now() - this.lastProgressAt < this.settings.progressIntervalMs) return;
     this.lastProgress = p;
     this.lastProgressAt = this.now();
-    const r = await this.deps.writer.progress(this.jobId, this.token, p);
+    const r = await this.deps.writer.progress(this.jobId, this.token, this.floored(p));
     this.onCancelMark(r.cancelRequested);
   }
 

@@ -1,4 +1,3 @@
-import { DelayedError } from 'bullmq';
 import {
   classifyPickup,
   onPickup,
@@ -9,6 +8,7 @@ import {
 import { promptIdFor } from '../../queue';
 import { fail } from './finish';
 import type { JobRun } from './job-run';
+import { findPrompt, moveFromReplaced, takeSlot } from './placement';
 import { submit } from './submit';
 
 /**
@@ -38,20 +38,13 @@ export async function pickUp(run: JobRun): Promise<boolean> {
     });
   }
   if (kind.kind === 'fresh') return pickUpFresh(run, stalls, pickedAt);
-  await resume(run, kind, stalls, pickedAt);
-  return false;
+  return resume(run, kind, stalls, pickedAt);
 }
 
 /** A job without a prompt: choose and store its prompt id, find it or submit it. */
 async function pickUpFresh(run: JobRun, stalls: number, pickedAt: number): Promise<boolean> {
   const { job, jobId, data } = run;
-  run.lease = run.deps.pool.acquire();
-  if (!run.lease) {
-    // every instance is down or full: try again later without using up an attempt
-    await job.log('no healthy ComfyUI instance with a free slot: waiting');
-    await job.moveToDelayed(run.now() + run.settings.healthIntervalMs, run.token);
-    throw new DelayedError();
-  }
+  run.lease = await takeSlot(run);
   const url = run.lease.url;
   const promptId = promptIdFor(job.queueQualifiedName, jobId, job.timestamp, run.state.generation);
   if (run.state.attempts === 0) {
@@ -69,7 +62,7 @@ async function pickUpFresh(run: JobRun, stalls: number, pickedAt: number): Promi
   const picked = onPickup(run.state, stalls, pickedAt, false);
   const [stored, found] = await Promise.allSettled([
     run.save(
-      onPromptChosen(picked, promptId, url, run.now(), false),
+      onPromptChosen(picked, promptId, url, run.now(), false, run.deps.clientId),
       run.state.attempts > 0 ? `attempt ${run.state.attempts + 1}: prompt ${promptId}` : undefined,
     ),
     findPrompt(run, promptId, url),
@@ -89,7 +82,7 @@ async function pickUpFresh(run: JobRun, stalls: number, pickedAt: number): Promi
   }
   if (foundAt !== url) {
     run.lease.release();
-    run.lease = run.deps.pool.lease(foundAt);
+    run.lease = await run.deps.pool.lease(jobId, foundAt);
   }
   run.accepted = true;
   run.log.warn({ promptId, comfyuiUrl: foundAt }, 'prompt found in ComfyUI: following it');
@@ -101,34 +94,19 @@ async function pickUpFresh(run: JobRun, stalls: number, pickedAt: number): Promi
 }
 
 /**
- * The instance that already knows this prompt id (pending, running or in history), or
- * undefined: the chosen instance first, then the other healthy ones. An error on the
- * chosen one is thrown (its POST would fail the same way; the job is retried); on the
- * others it is logged, as they are only searched for a lost write's prompt.
+ * A job with a prompt: follow it where it is (after a crash, a hand-off or a retry), or,
+ * when its instance was replaced, where it is found or submitted again. Resolves true when
+ * this pickup submitted the prompt.
  */
-async function findPrompt(run: JobRun, promptId: string, chosen: string) {
-  const { pool } = run.deps;
-  const others = pool.healthyUrls().filter((url) => url !== chosen);
-  for (const url of [chosen, ...others]) {
-    try {
-      if ((await pool.client(url).lookup(promptId)).state !== 'absent') return url;
-    } catch (err) {
-      if (url === chosen) throw err;
-      run.log.warn({ err, comfyuiUrl: url }, 'could not look for the prompt on this instance');
-    }
-  }
-  return undefined;
-}
-
-/** A job with a prompt: follow it where it is (after a crash, a hand-off or a retry). */
 async function resume(
   run: JobRun,
   kind: Extract<PickupKind, { kind: 'resume' }>,
   stalls: number,
   pickedAt: number,
-): Promise<void> {
+): Promise<boolean> {
   const { state } = run;
-  run.lease = run.deps.pool.lease(state.comfyuiUrl!);
+  const replaced = !run.deps.pool.configured(state.comfyuiUrl!);
+  if (!replaced) run.lease = await run.deps.pool.lease(run.jobId, state.comfyuiUrl!);
   const recovered = kind.reason !== 'retry';
   const lastAlive = state.handedOffAt ?? state.updatedAt ?? state.startedAt ?? pickedAt;
   const cancelled = await run.save(
@@ -136,10 +114,19 @@ async function resume(
     `attempt ${state.attempts + 1}: resuming prompt ${state.promptId} on ${state.comfyuiUrl} (${kind.reason})`,
   );
   if (cancelled) {
-    await run.removePrompt();
+    if (!replaced) await run.removePrompt();
     return fail(run, { code: 'cancelled', message: 'cancelled by request' });
   }
-  if (!recovered) return;
+  if (recovered) reportRecovery(run, kind, pickedAt, lastAlive);
+  return replaced ? moveFromReplaced(run) : false;
+}
+
+function reportRecovery(
+  run: JobRun,
+  kind: Extract<PickupKind, { kind: 'resume' }>,
+  pickedAt: number,
+  lastAlive: number,
+): void {
   const props = {
     promptId: run.promptId,
     jobAge: Math.round((pickedAt - (run.state.startedAt ?? pickedAt)) / 1000),

@@ -44,8 +44,6 @@ export interface ProcessorSettings {
   progressIntervalMs: number;
   /** a progress write needs the percent to cross a step of this size (or a new node) */
   progressStepPercent: number;
-  /** when no instance is healthy with a free slot, a new job waits this long (delayed) */
-  healthIntervalMs: number;
   recoveryCutoffMs: number;
   jobTimeoutMs: number;
   submitGraceMs: number;
@@ -57,7 +55,17 @@ export interface ProcessorSettings {
 export interface ProcessorDeps {
   settings: ProcessorSettings;
   /** the ComfyUI instances: clients, sockets and job slots */
-  pool: Pick<ComfyPool, 'client' | 'socket' | 'acquire' | 'lease' | 'healthyUrls'>;
+  pool: Pick<
+    ComfyPool,
+    | 'client'
+    | 'socket'
+    | 'adopt'
+    | 'acquire'
+    | 'lease'
+    | 'healthyUrls'
+    | 'configured'
+    | 'waitForSlot'
+  >;
   /** this process's WebSocket client id, sent as client_id */
   clientId: string;
   analytics: AnalyticsSink;
