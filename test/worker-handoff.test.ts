@@ -1,9 +1,9 @@
 import { Job } from 'bullmq';
-import type { JobData, JobResult } from '../src/queue';
+import type { JobData, JobProgress, JobResult } from '../src/queue';
 import { createSimulator, type Simulator } from '../src/simulator/server';
 import { simVersion, startSystem, type TestSystem } from './helpers/system';
 import { waitFor } from './helpers/wait';
-import { killAll, type WorkerProcess } from './helpers/worker-process';
+import { killAll, spawnWorker, type WorkerProcess } from './helpers/worker-process';
 import { sleepWorkflow } from './helpers/workflows';
 
 /**
@@ -14,6 +14,8 @@ import { sleepWorkflow } from './helpers/workflows';
 let sys: TestSystem;
 let extra: Simulator[] = [];
 const procs: WorkerProcess[] = [];
+/** polls rarely, so only the WebSocket can make progress and the end prompt */
+const LIVE = { POLL_INTERVAL_MS: '3000', PROGRESS_STEP_PERCENT: '5', PROGRESS_INTERVAL_MS: '100' };
 
 beforeAll(async () => {
   extra = await Promise.all(
@@ -38,6 +40,31 @@ async function finished(id: string) {
   return job(id);
 }
 
+/** the job's progress percent as stored, sampled until the job ends (repeats dropped) */
+function recordProgress(id: string): number[] {
+  const seen: number[] = [];
+  void (async () => {
+    for (;;) {
+      const j = await job(id);
+      const p = (j.progress as Partial<JobProgress> | undefined)?.percent;
+      if (typeof p === 'number' && p !== seen.at(-1)) seen.push(p);
+      if (j.finishedOn) return;
+      await new Promise((r) => setTimeout(r, 25));
+    }
+  })();
+  return seen;
+}
+
+/** when ComfyUI says the prompt ended (its history's terminal message) */
+async function promptEnd(sim: Simulator, promptId: string): Promise<number> {
+  const h = (await (await fetch(`${sim.url}/history/${promptId}`)).json()) as Record<
+    string,
+    { status: { messages: [string, { timestamp?: number }][] } }
+  >;
+  const end = h[promptId].status.messages.find(([e]) => e === 'execution_success');
+  return end![1].timestamp!;
+}
+
 test('an instance removed from COMFYUI_URL: the job is resubmitted on another at once', async () => {
   const [a, b, c] = [sys.sim, ...extra];
   const first = await sys.startWorker({ COMFYUI_URL: a.url });
@@ -55,3 +82,57 @@ test('an instance removed from COMFYUI_URL: the job is resubmitted on another at
   const logs = (await sys.queue.getJobLogs(id)).logs.join('\n');
   expect(logs).toContain(`instance ${a.url} is no longer in COMFYUI_URL`);
 });
+
+test.each(['SIGTERM', 'SIGKILL'] as const)(
+  '%s hand-off mid-prompt: the next worker keeps the progress rising and sees the end at once',
+  async (signal) => {
+    const env = { ...LIVE, COMFYUI_URL: sys.sim.url };
+    const holder = spawnWorker({ ...sys.env, ...env, WORKER_NAME: `holder-${signal}` });
+    procs.push(holder);
+    await holder.ready;
+    // the EmptyImage is served from ComfyUI's cache (an earlier test ran the same one): the
+    // next worker's socket never hears of it, and must still count it as done. TestSleep's
+    // seconds differ per test, else the cache would end the second prompt at once
+    const seconds = signal === 'SIGTERM' ? 10 : 10.1;
+    const id = await sys.enqueue(sleepWorkflow(seconds, `handoff-${signal}`));
+    const seen = recordProgress(id);
+    await waitFor('the holder to take the job', async () =>
+      (await job(id)).processedBy === `holder-${signal}` ? true : undefined,
+    );
+    const next = await sys.startWorker({ ...env, WORKER_NAME: `next-${signal}` });
+    try {
+      await handOff(id, seen, holder, signal);
+    } finally {
+      await next.close();
+    }
+  },
+  90_000,
+);
+
+async function handOff(
+  id: string,
+  seen: number[],
+  holder: WorkerProcess,
+  signal: 'SIGTERM' | 'SIGKILL',
+) {
+  await waitFor('the holder to report progress', async () =>
+    seen.some((p) => p >= 40) ? true : undefined,
+  );
+  holder.proc.kill(signal);
+  await holder.exited;
+  // the holder's last progress (it writes none after its hand-off or death); progress
+  // events lag, so this is read from the job, and later percents are the new worker's
+  const atHandoff = ((await job(id)).progress as JobProgress).percent;
+  const done = await finished(id);
+  expect(done.data.state).toMatchObject({ status: 'completed', recoveries: 1, resubmissions: 0 });
+  expect(done.processedBy).toBe(`next-${signal}`);
+  expect(seen).toEqual([...seen].sort((x, y) => x - y)); // never backwards
+  const after = seen.filter((p) => p > atHandoff && p < 100);
+  expect(after.length).toBeGreaterThanOrEqual(2); // live, and rising, under the new worker
+  const end = await promptEnd(sys.sim, done.data.state.promptId!);
+  const lag = done.finishedOn! - end;
+  console.log(
+    `${signal}: completion seen ${lag} ms after ComfyUI finished (POLL_INTERVAL_MS=${LIVE.POLL_INTERVAL_MS}); progress ${seen.join(',')}`,
+  );
+  expect(lag).toBeLessThanOrEqual(Number(LIVE.POLL_INTERVAL_MS));
+}

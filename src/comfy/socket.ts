@@ -29,6 +29,8 @@ const RANK: Record<WakeReason, number> = { timeout: 0, progress: 1, changed: 2, 
 
 interface Tracked {
   nodeCount: number;
+  /** node → the nodes its inputs link to (known for a prompt followed from mid-run) */
+  inputs?: Record<string, string[]>;
   /** nodes seen starting (or cached) so far */
   started: Set<string>;
   current?: string;
@@ -79,9 +81,17 @@ export class ComfySocket {
     return this.healthy ? this.remaining : undefined;
   }
 
-  track(promptId: string, nodeCount: number): void {
-    if (!this.tracked.has(promptId))
-      this.tracked.set(promptId, { nodeCount: Math.max(1, nodeCount), started: new Set() });
+  /**
+   * Follows a prompt's events. `inputs` (node → the nodes it takes inputs from) is for a
+   * prompt followed from mid-run (a hand-off): ComfyUI runs a node only after its inputs,
+   * so a running node's ancestors count as done, although this socket never heard them
+   * (cached ones are announced once, at the start, and never appear in `progress_state`).
+   */
+  track(promptId: string, nodeCount: number, inputs?: Record<string, string[]>): void {
+    const t = this.tracked.get(promptId);
+    if (t) t.inputs ??= inputs;
+    else
+      this.tracked.set(promptId, { nodeCount: Math.max(1, nodeCount), started: new Set(), inputs });
   }
 
   forget(promptId: string): void {
@@ -194,7 +204,7 @@ export class ComfySocket {
     for (const [id, n] of Object.entries(nodes as Record<string, { state?: unknown }>)) {
       if (n?.state !== 'running' && n?.state !== 'finished') continue;
       if (!t.started.has(id) && n.state === 'running') t.current = id;
-      t.started.add(id);
+      start(t, id);
     }
   }
 
@@ -226,7 +236,7 @@ export class ComfySocket {
           return;
         }
         t.current = String(data.node);
-        t.started.add(t.current);
+        start(t, t.current);
         t.value = undefined;
         t.max = undefined;
         this.wake(promptId, 'progress');
@@ -236,7 +246,7 @@ export class ComfySocket {
         t.max = Number(data.max);
         if (typeof data.node === 'string') {
           t.current = data.node;
-          t.started.add(data.node);
+          start(t, data.node);
         }
         this.wake(promptId, 'progress');
         return;
@@ -249,5 +259,15 @@ export class ComfySocket {
         // progress_state, executed and custom types: nothing the follower needs.
         return;
     }
+  }
+}
+
+/** A node started (or finished): it, and every node it depends on (they ran or were cached). */
+function start(t: Tracked, node: string): void {
+  const todo = [node];
+  for (let id = todo.pop(); id !== undefined; id = todo.pop()) {
+    if (t.started.has(id) && id !== node) continue;
+    t.started.add(id);
+    for (const up of t.inputs?.[id] ?? []) if (!t.started.has(up)) todo.push(up);
   }
 }

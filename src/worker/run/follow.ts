@@ -17,7 +17,10 @@ import { submit } from './submit';
  */
 export async function follow(run: JobRun, afterSubmit: boolean): Promise<JobResult> {
   const { settings } = run;
-  run.socket()?.track(run.promptId, run.nodeCount);
+  // a prompt another process submitted is heard from mid-run: its graph tells which nodes
+  // ran before this socket opened (read once per hand-off, only then)
+  const ws = run.socket();
+  ws?.track(run.promptId, run.nodeCount, run.adoptedSocket ? await run.inputLinks() : undefined);
   const deadline = (run.state.startedAt ?? run.now()) + settings.jobTimeoutMs;
   const absent = { since: undefined as number | undefined };
   let woke: WakeReason | undefined =

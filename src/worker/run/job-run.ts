@@ -79,6 +79,16 @@ export class JobRun {
     return this.data.workflow ?? (await this.deps.writer.readWorkflow(this.jobId));
   }
 
+  /** node → the nodes its inputs link to (`[nodeId, outputIndex]` values), for progress */
+  async inputLinks(): Promise<Record<string, string[]>> {
+    const links: Record<string, string[]> = {};
+    for (const [id, node] of Object.entries((await this.workflow()) ?? {}))
+      links[id] = Object.values(node.inputs ?? {})
+        .filter((v): v is [string | number, number] => Array.isArray(v) && v.length === 2)
+        .map(([from]) => String(from));
+    return links;
+  }
+
   /** the workflow's node count (kept in the data, so progress needs no workflow read) */
   get nodeCount(): number {
     return this.data.nodes ?? Object.keys(this.data.workflow ?? {}).length;
