@@ -1,6 +1,7 @@
 import { Job } from 'bullmq';
 import type { JobData, JobResult } from '../src/queue';
 import { createLogger } from '../src/logger';
+import { createMetrics } from '../src/metrics';
 import IORedis from 'ioredis';
 import {
   CANCEL_FIELD,
@@ -19,11 +20,18 @@ import { historyEntry } from './helpers/sim-history';
  * success, permanent failures, bad data, outages, a ComfyUI restart, retention.
  */
 let sys: TestSystem;
+const metrics = createMetrics();
 
 beforeAll(async () => {
   sys = await startSystem({ RETENTION_MS: '1500', CLEAN_INTERVAL_MS: '200' });
-  await sys.startWorker();
+  await sys.startWorker({}, { metrics });
 });
+
+/** the worker's view of the simulator's health (its comfyui_instance_up gauge) */
+async function instanceUp(): Promise<number | undefined> {
+  const m = await metrics.registry.getSingleMetric('comfyui_instance_up')?.get();
+  return m?.values[0]?.value;
+}
 afterAll(async () => {
   await sys?.close();
 });
@@ -129,9 +137,12 @@ test.each([
   },
 );
 
-test('ComfyUI unreachable for a while: retried with backoff, then completes with one execution', async () => {
-  await sys.sim.pause();
-  const id = await sys.enqueue(tinyWorkflow('life-outage'));
+test('ComfyUI unreachable while it holds the prompt: retried with backoff, then completes with one execution', async () => {
+  const id = await sys.enqueue(sleepWorkflow(1, 'life-outage'));
+  await waitFor('the prompt to run', async () =>
+    (await Job.fromId<JobData>(sys.queue, id))!.data.state.status === 'running' ? true : undefined,
+  );
+  await sys.sim.pause(); // the prompt runs on; its follower's look-ups fail
   await waitFor('a failed attempt while ComfyUI is down', async () =>
     (await Job.fromId(sys.queue, id))!.attemptsMade >= 2 ? true : undefined,
   );
@@ -144,6 +155,34 @@ test('ComfyUI unreachable for a while: retried with backoff, then completes with
   const logs = (await sys.queue.getJobLogs(id)).logs.join('\n');
   expect(logs).toContain('retrying with the same prompt id');
   expect(logs).toContain(`prompt ${promptId}`);
+});
+
+test('no ComfyUI instance healthy: a queued job waits in its worker (no attempt, no re-take, one log line), then runs', async () => {
+  await sys.sim.pause();
+  await waitFor('the worker to see ComfyUI down', async () =>
+    (await instanceUp()) === 0 ? true : undefined,
+  );
+  const id = await sys.enqueue(tinyWorkflow('life-no-instance'));
+  await waitFor('the job to wait for a slot', async () =>
+    (await sys.queue.getJobLogs(id)).logs.some((l) => l.includes('no free ComfyUI slot'))
+      ? true
+      : undefined,
+  );
+  // what is asserted is that nothing happens: over a lock duration and ten health probes,
+  // it is not re-taken (before: every COMFYUI_HEALTH_INTERVAL_MS, each take an attempt and
+  // a log line)
+  await new Promise((r) => setTimeout(r, Number(sys.env.LOCK_DURATION_MS)));
+  const waiting = (await Job.fromId<JobData>(sys.queue, id))!;
+  expect(await waiting.getState()).toBe('active');
+  expect(waiting.attemptsStarted).toBe(1);
+  expect(waiting.attemptsMade).toBe(0);
+  expect(waiting.data.state.attempts).toBe(0);
+  await sys.sim.resume();
+  const job = await finished(id);
+  expect(job.data.state).toMatchObject({ status: 'completed', attempts: 1 });
+  expect(job.attemptsStarted).toBe(1);
+  const logs = (await sys.queue.getJobLogs(id)).logs;
+  expect(logs.filter((l) => l.includes('no free ComfyUI slot'))).toHaveLength(1);
 });
 
 test('ComfyUI restarts mid-job and loses the prompt: resubmitted once with the same id, counted', async () => {
