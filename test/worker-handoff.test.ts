@@ -73,10 +73,14 @@ test('an instance removed from COMFYUI_URL: the job is resubmitted on another at
     const p = (await job(id)).data.state.promptId;
     return p && a.executions()[p] ? true : undefined;
   });
+  // the old instance goes away with its prompt (else, on a slow machine, the first worker
+  // could see the 2 s prompt end before it closes)
+  await a.pause();
   await first.close();
   const second = await sys.startWorker({ COMFYUI_URL: `${b.url},${c.url}` });
   const done = await finished(id);
   await second.close();
+  await a.resume();
   expect(done.data.state).toMatchObject({ status: 'completed', resubmissions: 1 });
   expect([b.url, c.url]).toContain(done.data.state.comfyuiUrl);
   const logs = (await sys.queue.getJobLogs(id)).logs.join('\n');
