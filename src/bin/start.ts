@@ -4,7 +4,8 @@
  * and one worker; prints the URLs once all are ready. SIGINT/SIGTERM stops them in order
  * (API and worker, then simulator, then Redis); a second signal kills them at once. If a
  * child dies on its own, the rest is stopped and the exit code is 1.
- * DATA_DIR (default ./.data) holds the local Redis data and the simulator's output files.
+ * DATA_DIR (default ./.data) holds the local Redis data, the simulator's output files and its
+ * port (`simulator.port`: the same address across restarts, so jobs find their instance).
  */
 import { randomBytes } from 'node:crypto';
 import { extname, join, resolve } from 'node:path';
@@ -13,7 +14,7 @@ import { handleSignals, TimeoutError, withTimeout } from '../lifecycle';
 import { redactRedisUrl } from '../redis';
 import { describeExit, StartError, type ManagedChild } from '../run/child';
 import { EXIT_WITH_PARENT_IMPORT } from '../run/exit-with-parent';
-import { freePort, isPortFree } from '../run/ports';
+import { freePort, isPortFree, stablePort } from '../run/ports';
 import { startLocalRedis } from '../run/redis-local';
 import { createSupervisor, type Supervisor } from '../run/supervisor';
 
@@ -92,7 +93,10 @@ async function startAll(s: Supervisor, env: NodeJS.ProcessEnv): Promise<string[]
     })(),
     (async () => {
       if (env.COMFYUI_URL) return { url: env.COMFYUI_URL, note: '' };
-      const port = await freePort();
+      // the same port as last time (remembered under DATA_DIR): jobs record their instance's
+      // address, and one that changed counts as a replaced instance (prompts resubmitted)
+      const { port, changed } = await stablePort(join(dataDir, 'simulator.port'));
+      if (changed) say(`the simulator's previous port is in use: it listens on ${port} now`);
       // outputs under DATA_DIR, like a real ComfyUI's output folder: they outlive a restart
       const simEnv = {
         ...base,
