@@ -101,9 +101,14 @@ function originForbidden(req: IncomingMessage): boolean {
   return loopback && hostSide !== '' && originSide !== '' && hostSide !== originSide;
 }
 
-function routes(ctx: HttpContext): Record<string, Partial<Record<'GET' | 'POST', Handler>>> {
-  const inst = () => ctx.instance();
-  const custom = customValidators(ctx.folders);
+type Routes = Record<string, Partial<Record<'GET' | 'POST', Handler>>>;
+
+function routes(ctx: HttpContext): Routes {
+  return { ...infoRoutes(ctx), ...promptRoutes(ctx) };
+}
+
+/** What a client reads about the server: pages, features, stats, the node catalogue. */
+function infoRoutes(ctx: HttpContext): Routes {
   const withInputFiles = (raw: string) => listInputFiles(raw, ctx.folders);
   return {
     '/': {
@@ -129,6 +134,26 @@ function routes(ctx: HttpContext): Record<string, Partial<Record<'GET' | 'POST',
           ctx.port(),
         ),
     },
+    '/object_info': {
+      GET: () => ({ kind: 'raw-json', status: 200, body: withInputFiles(ctx.catalog.rawAll) }),
+    },
+    '/object_info/{}': {
+      GET: (r) => {
+        const info = api.objectInfoOf(ctx.catalog, r.param);
+        return info.kind === 'raw-json' ? { ...info, body: withInputFiles(info.body) } : info;
+      },
+    },
+    '/_sim/executions': {
+      GET: () => ({ kind: 'json', status: 200, body: orderedObject([...ctx.executions]) }),
+    },
+  };
+}
+
+/** The prompt's life: submit, queue, history, files in and out, interrupt, the jobs API. */
+function promptRoutes(ctx: HttpContext): Routes {
+  const inst = () => ctx.instance();
+  const custom = customValidators(ctx.folders);
+  return {
     '/prompt': {
       GET: () => api.getPrompt(inst()),
       POST: async (r) =>
@@ -157,15 +182,6 @@ function routes(ctx: HttpContext): Record<string, Partial<Record<'GET' | 'POST',
     },
     '/interrupt': { POST: async (r) => api.postInterrupt(inst(), await r.text()) },
     '/free': { POST: async (r) => api.postFree(await r.body()) },
-    '/object_info': {
-      GET: () => ({ kind: 'raw-json', status: 200, body: withInputFiles(ctx.catalog.rawAll) }),
-    },
-    '/object_info/{}': {
-      GET: (r) => {
-        const info = api.objectInfoOf(ctx.catalog, r.param);
-        return info.kind === 'raw-json' ? { ...info, body: withInputFiles(info.body) } : info;
-      },
-    },
     '/view': {
       GET: (r, res) => {
         const v = resolveView(r.url.searchParams, ctx.folders);
@@ -180,9 +196,6 @@ function routes(ctx: HttpContext): Record<string, Partial<Record<'GET' | 'POST',
           '/api/jobs/{}/cancel': { POST: (r: Request) => jobs.cancelJob(inst(), r.param) },
         }
       : {}),
-    '/_sim/executions': {
-      GET: () => ({ kind: 'json', status: 200, body: orderedObject([...ctx.executions]) }),
-    },
   };
 }
 

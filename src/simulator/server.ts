@@ -71,6 +71,50 @@ export interface Simulator {
 
 const silent: SimLogger = { info: () => undefined, warn: () => undefined };
 
+/**
+ * The HTTP server and its open connections: listens on a port that is kept across pauses;
+ * stop() refuses new connections and drops the open ones (`onStop` closes the sockets' sessions).
+ */
+function httpListener(
+  handlers: ReturnType<typeof createHttpHandlers>,
+  host: string,
+  firstPort: number,
+  onStop: () => void,
+) {
+  const server: Server = createServer({ keepAliveTimeout: 75_000 }, handlers.request);
+  server.on('upgrade', handlers.upgrade);
+  const connections = new Set<Socket>();
+  server.on('connection', (socket) => {
+    connections.add(socket);
+    socket.on('close', () => connections.delete(socket));
+  });
+  let port = firstPort;
+  let listening = false;
+  return {
+    port: () => port,
+    listening: () => listening,
+    listen: () =>
+      new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(port, host, () => {
+          server.off('error', reject);
+          const addr = server.address();
+          if (addr && typeof addr === 'object') port = addr.port;
+          listening = true;
+          resolve();
+        });
+      }),
+    stop: () =>
+      new Promise<void>((resolve) => {
+        if (!listening) return resolve();
+        listening = false;
+        server.close(() => resolve());
+        onStop();
+        for (const s of connections) s.destroy();
+      }),
+  };
+}
+
 export async function createSimulator(opts: SimulatorOptions = {}): Promise<Simulator> {
   const host = opts.host ?? '127.0.0.1';
   const failureRate = opts.failureRate ?? 0;
@@ -93,8 +137,6 @@ export async function createSimulator(opts: SimulatorOptions = {}): Promise<Simu
       },
     });
   let instance = newInstance();
-  let port = opts.port ?? 0;
-  let listening = false;
   let closed = false;
 
   const handlers = createHttpHandlers({
@@ -105,39 +147,12 @@ export async function createSimulator(opts: SimulatorOptions = {}): Promise<Simu
     duplicatePromptIds: opts.duplicatePromptIds ?? 'accept',
     version: opts.version ?? '0.3.64',
     host,
-    port: () => port,
+    port: () => http.port(),
     log,
   });
-  const server: Server = createServer({ keepAliveTimeout: 75_000 }, handlers.request);
-  server.on('upgrade', handlers.upgrade);
-  const connections = new Set<Socket>();
-  server.on('connection', (socket) => {
-    connections.add(socket);
-    socket.on('close', () => connections.delete(socket));
-  });
-
-  const listen = () =>
-    new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(port, host, () => {
-        server.off('error', reject);
-        const addr = server.address();
-        if (addr && typeof addr === 'object') port = addr.port;
-        listening = true;
-        resolve();
-      });
-    });
-
-  const stopListening = () =>
-    new Promise<void>((resolve) => {
-      if (!listening) return resolve();
-      listening = false;
-      server.close(() => resolve());
-      instance.hub.closeAll();
-      for (const s of connections) s.destroy();
-    });
-
-  await listen();
+  const http = httpListener(handlers, host, opts.port ?? 0, () => instance.hub.closeAll());
+  await http.listen();
+  const port = http.port();
   const url = `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
   log.info(`ComfyUI simulator listening on ${url}`);
 
@@ -147,21 +162,21 @@ export async function createSimulator(opts: SimulatorOptions = {}): Promise<Simu
     inputDir: folders.input,
     executions: () => Object.fromEntries(executions),
     async restart() {
-      const wasListening = listening;
-      await stopListening();
+      const wasListening = http.listening();
+      await http.stop();
       instance.dispose();
       folders.resetTemp();
       instance = newInstance();
-      if (wasListening && !closed) await listen();
+      if (wasListening && !closed) await http.listen();
     },
-    pause: stopListening,
+    pause: http.stop,
     async resume() {
-      if (!listening && !closed) await listen();
+      if (!http.listening() && !closed) await http.listen();
     },
     async close() {
       if (closed) return;
       closed = true;
-      await stopListening();
+      await http.stop();
       instance.dispose();
       handlers.close();
       folders.dispose();

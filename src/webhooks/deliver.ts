@@ -89,37 +89,46 @@ function origin(url: string): string {
   }
 }
 
+/** The event to send: the stored snapshot, or a new one once the image job has settled. */
+async function eventFor(
+  deps: DeliveryDeps,
+  now: () => number,
+  count: (outcome: DeliveryOutcome) => void,
+  job: DeliveryJob,
+  token: string | undefined,
+): Promise<WebhookEvent> {
+  if (job.data.event) return job.data.event;
+  const snap = await readImageJob(deps.imageQueue, job.data.imageJobId);
+  if (!snap) {
+    count('failed');
+    throw new UnrecoverableError(
+      `image job ${job.data.imageJobId} no longer exists (removed before its webhook was sent)`,
+    );
+  }
+  if (!settled(snap)) {
+    // its worker enqueued us just before saving the outcome: look again shortly
+    const waitedMs = now() - job.timestamp;
+    const delay = Math.min(30_000, Math.max(deps.settings.recheckMs, Math.round(waitedMs / 2)));
+    await job.moveToDelayed(now() + delay, token);
+    throw new DelayedError();
+  }
+  const view: JobView = toJobView(snap, `${deps.publicUrl ?? ''}${JOBS_BASE}`);
+  const event: WebhookEvent = {
+    type: EVENT_OF[view.status],
+    timestamp: view.finishedAt ?? new Date(now()).toISOString(),
+    data: view,
+  };
+  await job.updateData({ ...job.data, event });
+  return event;
+}
+
 export function createDeliveryProcessor(deps: DeliveryDeps) {
   const now = deps.now ?? Date.now;
   const lookup = guardedLookup(deps.allowPrivate, deps.resolve);
   const count = (outcome: DeliveryOutcome) => deps.metrics?.webhookDeliveries.inc({ outcome });
 
-  /** The event to send: the stored snapshot, or a new one once the image job has settled. */
-  async function eventOf(job: DeliveryJob, token: string | undefined): Promise<WebhookEvent> {
-    if (job.data.event) return job.data.event;
-    const snap = await readImageJob(deps.imageQueue, job.data.imageJobId);
-    if (!snap) {
-      count('failed');
-      throw new UnrecoverableError(
-        `image job ${job.data.imageJobId} no longer exists (removed before its webhook was sent)`,
-      );
-    }
-    if (!settled(snap)) {
-      // its worker enqueued us just before saving the outcome: look again shortly
-      const waitedMs = now() - job.timestamp;
-      const delay = Math.min(30_000, Math.max(deps.settings.recheckMs, Math.round(waitedMs / 2)));
-      await job.moveToDelayed(now() + delay, token);
-      throw new DelayedError();
-    }
-    const view: JobView = toJobView(snap, `${deps.publicUrl ?? ''}${JOBS_BASE}`);
-    const event: WebhookEvent = {
-      type: EVENT_OF[view.status],
-      timestamp: view.finishedAt ?? new Date(now()).toISOString(),
-      data: view,
-    };
-    await job.updateData({ ...job.data, event });
-    return event;
-  }
+  const eventOf = (job: DeliveryJob, token: string | undefined) =>
+    eventFor(deps, now, count, job, token);
 
   return async function deliver(job: DeliveryJob, token?: string): Promise<DeliveryResult> {
     const event = await eventOf(job, token);
