@@ -14,6 +14,7 @@ import IORedis from 'ioredis';
 import { spawnChild, type ManagedChild } from '../src/run/child';
 import { EXIT_WITH_PARENT_IMPORT } from '../src/run/exit-with-parent';
 import { freePort } from '../src/run/ports';
+import { redisServerArgs } from '../src/run/redis-local';
 import type { Workflow } from '../src/queue';
 import { processScope, SCOPE_VAR } from '../test/helpers/process-scope';
 import { tinyWorkflow } from '../test/helpers/workflows';
@@ -240,22 +241,8 @@ export async function startRedis(scope: Scope, name = 'redis'): Promise<BenchRed
       scope,
       name,
       'redis-server',
-      [
-        '--port',
-        String(port),
-        '--bind',
-        '127.0.0.1',
-        '--dir',
-        dir,
-        '--appendonly',
-        'no',
-        '--save',
-        '',
-        '--maxmemory-policy',
-        'noeviction',
-        '--set-proc-title', // keeps its environment readable (test/helpers/process-scope.ts)
-        'no',
-      ],
+      // no AOF: its rewrites and fsyncs would only add noise
+      redisServerArgs({ port, dir, aof: false }),
       {},
       dir,
     );

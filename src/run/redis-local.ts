@@ -52,6 +52,31 @@ function leftoverPid(pidFile: string): number | undefined {
 }
 
 /**
+ * The command line of a redis-server of our own (`npm start`, tests, bench): loopback only,
+ * data in `dir`, noeviction (BullMQ needs it), no RDB snapshots; with `aof` jobs survive a
+ * restart (fsync every second).
+ */
+export function redisServerArgs(o: {
+  port: number;
+  dir: string;
+  aof: boolean;
+  extra?: Record<string, string>;
+}): string[] {
+  return Object.entries({
+    port: String(o.port),
+    bind: '127.0.0.1',
+    dir: o.dir,
+    appendonly: o.aof ? 'yes' : 'no',
+    ...(o.aof ? { appendfsync: 'everysec' } : {}),
+    save: '',
+    'maxmemory-policy': 'noeviction',
+    'set-proc-title': 'no', // its title would overwrite its environment (tests find it there)
+    daemonize: 'no',
+    ...o.extra,
+  }).flatMap(([k, v]) => [`--${k}`, v]);
+}
+
+/**
  * Starts `redis-server` from PATH with its data under `dataDir/redis` (AOF on, noeviction),
  * bound to 127.0.0.1 on port 6380 when free, else on a free port. Resolves once it accepts
  * connections. Only the warnings and errors of its log are echoed.
@@ -86,17 +111,7 @@ export async function startLocalRedis(opts: {
     const child = opts.spawn({
       name: 'redis',
       command: bin,
-      args: Object.entries({
-        port: String(port),
-        bind: '127.0.0.1',
-        dir,
-        pidfile: pidFile,
-        appendonly: 'yes', // AOF: jobs survive a restart
-        save: '', // no RDB snapshots on top of the AOF
-        'maxmemory-policy': 'noeviction', // BullMQ needs it
-        'set-proc-title': 'no', // its title would overwrite its environment (tests find it there)
-        daemonize: 'no',
-      }).flatMap(([k, v]) => [`--${k}`, v]),
+      args: redisServerArgs({ port, dir, aof: true, extra: { pidfile: pidFile } }),
       env: opts.env,
       cwd: dir,
       // only its warnings and errors (`#` lines that say so)

@@ -1,21 +1,13 @@
 import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { once } from 'node:events';
+import { freePort } from '../../src/run/ports';
+import { redisServerArgs } from '../../src/run/redis-local';
 import { spawnScoped } from './process-scope';
 
-/** A free TCP port on loopback (the kernel picks it). */
-export async function freePort(): Promise<number> {
-  const srv = createServer();
-  srv.listen(0, '127.0.0.1');
-  await once(srv, 'listening');
-  const port = (srv.address() as { port: number }).port;
-  srv.close();
-  await once(srv, 'close');
-  return port;
-}
+export { freePort };
 
 export interface RedisServer {
   port: number;
@@ -41,25 +33,7 @@ export async function startRedis(extraArgs: string[] = []): Promise<RedisServer>
   const start = async () => {
     proc = spawnScoped(
       'redis-server',
-      [
-        '--port',
-        String(port),
-        '--bind',
-        '127.0.0.1',
-        '--dir',
-        dir,
-        '--appendonly',
-        'yes',
-        '--appendfsync',
-        'everysec',
-        '--save',
-        '',
-        '--maxmemory-policy',
-        'noeviction',
-        '--set-proc-title', // keeps its environment readable (test/helpers/process-scope.ts)
-        'no',
-        ...extraArgs,
-      ],
+      [...redisServerArgs({ port, dir, aof: true }), ...extraArgs],
       { stdio: ['ignore', 'pipe', 'pipe'] },
     );
     const p = proc;
