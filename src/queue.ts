@@ -143,14 +143,16 @@ export type ImageQueue = ReturnType<typeof createImageQueue>;
 
 /**
  * BullMQ's age-based removal is lazy (it runs only when another job finishes), so a
- * periodic clean makes "gone after RETENTION_MS" hold even when traffic stops.
- * Returns a stop function. Errors (Redis down) are reported and retried next tick.
+ * periodic clean makes "gone after RETENTION_MS" hold even when traffic stops; `afterClean`
+ * (the job list's index sweep) runs after each clean. Returns a stop function. Errors
+ * (Redis down) are reported and retried next tick.
  */
 export function startRetentionCleaner(
   queue: Pick<ImageQueue, 'clean'>,
   retentionMs: number,
   intervalMs: number,
   log: Pick<Logger, 'warn'>,
+  afterClean?: () => Promise<unknown>,
 ): () => void {
   return every(
     intervalMs,
@@ -160,6 +162,7 @@ export function startRetentionCleaner(
         // clean in batches until nothing older than retention is left
         while ((await queue.clean(retentionMs, 1000, type)).length === 1000);
       }
+      await afterClean?.();
     },
     log,
   );

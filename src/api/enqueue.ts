@@ -14,6 +14,7 @@ import {
 } from '../queue';
 import { TimeoutError, withTimeout } from '../lifecycle';
 import { OutcomeUnknownError, QueueUnavailableError } from './errors';
+import { indexEntry } from './job-index';
 import type { JobFields } from './parse-job';
 import { DEFAULT_JOB_TYPE } from './schemas';
 
@@ -32,14 +33,16 @@ const TOKEN_FIELD = 'requestToken';
 
 /**
  * Runs after BullMQ's add in the same MULTI. The first request to create the job owns it
- * (HSETNX of its token) and writes the workflow and the body fingerprint; a duplicate add
- * (same id) leaves everything alone. Returns { fingerprint, token } as stored, or nil when
- * the add wrote no job. KEYS: job hash. ARGV: workflow JSON, fingerprint, token.
+ * (HSETNX of its token) and writes the workflow and the body fingerprint, and enters the
+ * job in the list's index (job-index.ts); a duplicate add (same id) leaves everything alone.
+ * Returns { fingerprint, token } as stored, or nil when the add wrote no job.
+ * KEYS: job hash, then the index sets. ARGV: workflow JSON, fingerprint, token, index member.
  */
 const OWN_FIELDS_LUA = `
 if redis.call("HEXISTS", KEYS[1], "data") == 0 then return nil end
 if redis.call("HSETNX", KEYS[1], "${TOKEN_FIELD}", ARGV[3]) == 1 then
   redis.call("HSET", KEYS[1], "${WORKFLOW_FIELD}", ARGV[1], "${FINGERPRINT_FIELD}", ARGV[2])
+  for i = 2, #KEYS do redis.call("ZADD", KEYS[i], 0, ARGV[4]) end
 end
 return redis.call("HMGET", KEYS[1], "${FINGERPRINT_FIELD}", "${TOKEN_FIELD}")`;
 
@@ -111,7 +114,17 @@ export function createEnqueue(deps: EnqueueDeps) {
     const multi = client.multi() as unknown as ChainableCommander;
     await new Job(queue, IMAGE_JOB_NAME, data, opts, id).addJob(multi as never);
     const token = randomBytes(12).toString('base64url');
-    multi.eval(OWN_FIELDS_LUA, 1, jobKey(settings, id), job.workflowJson, job.fingerprint, token);
+    const index = indexEntry(settings, at, id, job.owner, fields.userId);
+    multi.eval(
+      OWN_FIELDS_LUA,
+      1 + index.keys.length,
+      jobKey(settings, id),
+      ...index.keys,
+      job.workflowJson,
+      job.fingerprint,
+      token,
+      index.member,
+    );
     try {
       const replies = await withTimeout('an enqueue', budgetMs, multi.exec());
       const [addReply, own] = replies ?? [];

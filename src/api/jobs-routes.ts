@@ -2,11 +2,14 @@ import { Router, type Request } from 'express';
 import type { ComfyClient } from '../comfy/client';
 import type { Logger } from '../logger';
 import { ApiError, notFound } from './errors';
-import { JOBS_BASE, toJobView, type JobView } from './job-view';
+import { JOBS_BASE, toJobView, type JobSnapshot, type JobView } from './job-view';
 import { ownedBy, type JobStore } from './store';
+import { ListQuerySchema } from './job-index';
+import { toFieldIssues } from './schemas';
 import {
   createJobHandler,
   idempotencyKeyOf,
+  invalid,
   rawJsonBody,
   requireJsonBody,
   type CreateJobDeps,
@@ -50,16 +53,24 @@ export function jobsRouter(deps: JobsRouterDeps): Router {
   };
   const base = `${deps.media?.publicUrl ?? ''}${JOBS_BASE}`;
   const presign = deps.media && presignedViews(deps.media.storage, deps.media.outputUrlTtlS);
+  const view = (s: JobSnapshot): JobView | Promise<JobView> =>
+    presign ? presign(toJobView(s, base), s) : toJobView(s, base);
   const viewer =
     (req: Request) =>
     async (id: string): Promise<JobView | null> => {
       const s = await readOwn(req, id);
-      if (!s) return null;
-      const view = toJobView(s, base);
-      return presign ? presign(view, s) : view;
+      return s && view(s);
     };
 
   router.post('/', requireJsonBody, rawJsonBody, createJobHandler({ ...deps, links, ownerOf }));
+
+  /** The job list (DESIGN "Operators and clients"): a scoped key lists only its own jobs. */
+  router.get('/', async (req, res) => {
+    const q = ListQuerySchema.safeParse(req.query);
+    if (!q.success) throw invalid(toFieldIssues(q.error.issues), 'the query is invalid');
+    const page = await store.list({ ...q.data, owner: ownerOf(req) });
+    res.json({ jobs: await Promise.all(page.jobs.map(view)), nextCursor: page.next });
+  });
 
   router.get('/:id', async (req, res) => {
     const view = await viewer(req)(req.params.id);

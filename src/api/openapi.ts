@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { JobViewSchema, PUBLIC_STATUSES } from './job-view';
 import { CreateJobSchema } from './schemas';
+import { ListQuerySchema } from './job-index';
 
 /**
  * The OpenAPI 3.1 document, generated from the same zod schemas that validate requests
@@ -40,6 +41,28 @@ function schema(s: z.ZodType, io: 'input' | 'output') {
   delete json.$schema;
   return json;
 }
+
+const listQuery = Object.entries(
+  schema(ListQuerySchema, 'input').properties as Record<string, { description?: string }>,
+).map(([name, s]) => ({
+  name,
+  in: 'query',
+  required: false,
+  description: s.description,
+  schema: s,
+}));
+const JobListSchema = {
+  type: 'object',
+  required: ['jobs', 'nextCursor'],
+  additionalProperties: false,
+  properties: {
+    jobs: { type: 'array', items: { $ref: '#/components/schemas/JobView' } },
+    nextCursor: {
+      type: ['string', 'null'],
+      description: 'the cursor of the next page (a page may hold fewer jobs); null: no more',
+    },
+  },
+};
 
 const ref = (name: string) => ({ $ref: `#/components/schemas/${name}` });
 const json = (name: string) => ({ content: { 'application/json': { schema: ref(name) } } });
@@ -92,6 +115,7 @@ export function buildOpenApiDocument(opts: OpenApiOptions) {
         Accepted: schema(AcceptedSchema, 'output'),
         Cancelled: schema(CancelledSchema, 'output'),
         JobView: schema(JobViewSchema, 'output'),
+        JobList: JobListSchema,
         Error: schema(ErrorSchema, 'output'),
         Upload: schema(UploadSchema, 'output'),
       },
@@ -109,6 +133,18 @@ export function buildOpenApiDocument(opts: OpenApiOptions) {
     ],
     paths: {
       '/v1/jobs': {
+        get: {
+          operationId: 'listJobs',
+          tags: ['jobs'],
+          summary: 'Jobs newest first, by user and status, a page at a time (no queuePosition)',
+          security: bearer,
+          parameters: listQuery,
+          responses: {
+            '200': { description: 'a page', ...json('JobList') },
+            '400': error('invalid_request (details name the parameter)'),
+            ...common,
+          },
+        },
         post: {
           operationId: 'createJob',
           tags: ['jobs'],

@@ -117,14 +117,6 @@ export async function createApiServices(config: ApiConfig, log: Logger): Promise
     const hub = createJobEventHub(queueEvents, cancels);
     scope.defer('event streams', () => hub.close());
 
-    const stopCleaner = startRetentionCleaner(
-      queue,
-      config.retentionMs,
-      config.cleanIntervalMs,
-      log,
-    );
-    scope.defer('retention cleaner', stopCleaner);
-
     const clients = new Map<string, ComfyClient>();
     scope.defer('comfyui clients', () => Promise.all([...clients.values()].map((c) => c.close())));
     const comfy = (url: string) => {
@@ -137,6 +129,15 @@ export async function createApiServices(config: ApiConfig, log: Logger): Promise
     scope.defer('body parser threads', () => parser.close());
 
     const store = createJobStore({ queue, redis, settings: config });
+    // retention: the clean, then the job list's index sweep (entries of removed jobs)
+    const stopCleaner = startRetentionCleaner(
+      queue,
+      config.retentionMs,
+      config.cleanIntervalMs,
+      log,
+      () => store.sweepIndex(Date.now() - config.retentionMs),
+    );
+    scope.defer('retention cleaner', stopCleaner);
 
     const storage = createStorage(config.storage, config.s3);
     scope.defer('storage', () => storage.close());

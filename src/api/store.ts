@@ -10,6 +10,7 @@ import {
 import { withTimeout } from '../lifecycle';
 import { createEnqueue, withBudget } from './enqueue';
 import { OutcomeUnknownError, QueueUnavailableError } from './errors';
+import { createJobIndex, type ListRequest } from './job-index';
 import {
   QUEUE_POSITION_LIMIT,
   publicStatus,
@@ -194,13 +195,17 @@ export function createJobStore(deps: JobStoreDeps) {
     k['waiting-children'],
   ];
 
-  /** The job's hash, state, cancel mark and position in one round trip (SNAPSHOT_LUA). */
-  async function snapshot(id: string): Promise<JobSnapshot | null> {
+  /**
+   * The job's hash, state, cancel mark and position in one round trip (SNAPSHOT_LUA);
+   * without the position (the list: a search of `wait` per listed job would cost a backlog).
+   */
+  async function snapshot(id: string, withPosition = true): Promise<JobSnapshot | null> {
     const reply = await client.comfyqSnapshot!(
       jobKey(settings, id),
       ...stateKeys,
       id,
-      String(QUEUE_POSITION_LIMIT),
+      // without the position, a waiting job is found in O(1) (not among the last 1: deeper)
+      String(withPosition ? QUEUE_POSITION_LIMIT : 1),
       ...SNAPSHOT_FIELDS,
     );
     if (!reply) return null;
@@ -210,11 +215,13 @@ export function createJobStore(deps: JobStoreDeps) {
     // parsed before the state is looked at: a corrupted hash is a 500 as with getJob
     const s = snapshotFromHash(id, state as BullState, raw, CANCEL_FIELD);
     if (state === 'unknown') return null;
-    if (s.cancelRequestedAt === undefined && ahead >= 0) {
+    if (withPosition && s.cancelRequestedAt === undefined && ahead >= 0) {
       s.queuePosition = Math.min(ahead, QUEUE_POSITION_LIMIT);
     }
     return s;
   }
+
+  const index = createJobIndex(redis, settings, k);
 
   return {
     /** The job's snapshot, or null for unknown (and malformed: never sent to Redis) ids. */
@@ -222,6 +229,19 @@ export function createJobStore(deps: JobStoreDeps) {
       if (!JOB_ID_PATTERN.test(id)) return Promise.resolve(null);
       return guard('a job read', () => snapshot(id));
     },
+
+    /** One page of the job list, newest first (job-index.ts); a scoped key sees its own. */
+    list: (q: ListRequest) =>
+      guard('a job list', () =>
+        index.list(
+          q,
+          (id) => snapshot(id, false),
+          (s) => ownedBy(s, q.owner),
+        ),
+      ),
+
+    /** Drops the list entries of removed jobs created before `cutoffMs` (retention). */
+    sweepIndex: (cutoffMs: number) => index.sweep(cutoffMs),
 
     /** the public status of a snapshot */
     statusOf: publicStatus,
