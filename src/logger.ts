@@ -16,6 +16,8 @@ export const REDACT_PATHS = [
   'apiKey',
   '*.apiKey',
   'apiKeys',
+  'linkSecret',
+  '*.linkSecret',
   'webhookSecret',
   '*.webhookSecret',
   'posthogApiKey',

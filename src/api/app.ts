@@ -1,13 +1,14 @@
 import express, { type Express, type RequestHandler } from 'express';
 import type { ComfyClient } from '../comfy/client';
 import type { Logger } from '../logger';
-import { bearerAuth } from './auth';
+import { bearerAuth, ownerOf, parseApiKeys } from './auth';
 import { ApiError, errorHandler, notFoundHandler, sendError } from './errors';
 import type { MediaSettings } from './inputs';
 import { JOBS_BASE, jobsRouter } from './jobs-routes';
 import { swaggerUi } from './docs';
 import { buildOpenApiDocument } from './openapi';
 import type { BodyParser } from './parse-pool';
+import { createLinkSigner, linkSecret } from './signed-links';
 import type { JobEventHub } from './sse';
 import type { JobStore } from './store';
 import { UPLOADS_BASE, uploadsRouter } from './uploads-routes';
@@ -25,8 +26,16 @@ export interface ApiDeps {
   /** the ComfyUI client for an instance URL (outputs are streamed from where they were made) */
   comfy: (baseUrl: string) => ComfyClient;
   log: Logger;
-  /** Bearer keys for /v1; empty: no auth */
+  /** Bearer keys for /v1 (`API_KEYS` entries: `key` or `name:key`); empty: no auth */
   apiKeys: readonly string[];
+  /** names among `name:key` entries that are admins (`API_ADMIN_NAMES`) */
+  apiAdminNames?: readonly string[];
+  /** signed links (LINK_SECRET, LINK_TTL_S); only used when keys are set */
+  linkSecret?: string;
+  linkTtlS?: number;
+  /** per-key rate limit for /v1 and the queue-depth check (ApiServices makes them) */
+  rateLimit?: RequestHandler;
+  admit?: () => Promise<void>;
   version?: string;
   /** PUBLIC_URL: the server named in the OpenAPI document */
   publicUrl?: string;
@@ -77,10 +86,16 @@ export function createApp(deps: ApiDeps): Express {
     res.json(openapi);
   });
   app.use('/docs', swaggerUi('/v1/openapi.json'));
-  app.use('/v1', bearerAuth({ apiKeys: deps.apiKeys }));
+  const keys = parseApiKeys(deps.apiKeys, deps.apiAdminNames);
+  const links =
+    keys.length > 0
+      ? createLinkSigner(linkSecret(deps.linkSecret, deps.apiKeys), deps.linkTtlS ?? 21_600)
+      : undefined;
+  app.use('/v1', bearerAuth({ apiKeys: keys, links }));
+  if (deps.rateLimit) app.use('/v1', deps.rateLimit);
   if (deps.media) {
     const { storage, uploadMaxBytes: maxBytes } = deps.media;
-    app.use(UPLOADS_BASE, uploadsRouter({ storage, maxBytes, log: deps.log }));
+    app.use(UPLOADS_BASE, uploadsRouter({ storage, maxBytes, log: deps.log, ownerOf }));
   }
   app.use(
     JOBS_BASE,
@@ -93,6 +108,9 @@ export function createApp(deps: ApiDeps): Express {
       sseHeartbeatMs: deps.sseHeartbeatMs ?? 15_000,
       webhookUrlPolicy: deps.webhookUrlPolicy,
       media: deps.media,
+      ownerOf,
+      admit: deps.admit,
+      links,
     }),
   );
   for (const m of deps.mounts ?? []) app.use(m.path, ...m.handlers);

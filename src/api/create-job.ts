@@ -23,8 +23,8 @@ export interface CreateJobDeps {
   links: (id: string) => Record<string, string>;
   /** the caller's API key name when keys are scoped */
   ownerOf: (req: Request) => string | undefined;
-  /** fair-use checks before anything is written (rate limit, queue depth); throw to refuse */
-  admit?: (req: Request) => Promise<void>;
+  /** the queue-depth check before a new job is added (throws 429 queue_full) */
+  admit?: () => Promise<void>;
   /** storage and settings for input files; without it, `inputs` are refused */
   media?: MediaSettings;
   log: Logger;
@@ -103,16 +103,17 @@ export function createJobHandler(deps: CreateJobDeps): RequestHandler {
     const idempotencyKey = idempotencyKeyOf(req, fields.idempotencyKey);
     const refused = fields.webhookUrl && (await deps.webhookUrlPolicy?.(fields.webhookUrl));
     if (refused) throw invalid([{ path: 'webhookUrl', message: refused }]);
-    await deps.admit?.(req);
-    const media = await prepareInputs(deps.media, fields.inputs).catch((err: unknown) =>
+    const owner = deps.ownerOf(req);
+    const media = await prepareInputs(deps.media, fields.inputs, owner).catch((err: unknown) =>
       Promise.reject(storageError(err, deps.log)),
     );
     if ('issues' in media) throw invalid(media.issues);
     const r = await deps.store.enqueue({
+      admit: deps.admit,
       inputs: media.inputs,
       fields,
       idempotencyKey,
-      owner: deps.ownerOf(req),
+      owner,
       workflowJson: parsed.workflowJson,
       fingerprint: parsed.fingerprint,
       nodes: parsed.nodes,

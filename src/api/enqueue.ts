@@ -13,7 +13,7 @@ import {
   type QueueSettings,
 } from '../queue';
 import { TimeoutError, withTimeout } from '../lifecycle';
-import { OutcomeUnknownError, QueueUnavailableError } from './errors';
+import { ApiError, OutcomeUnknownError, QueueUnavailableError } from './errors';
 import { indexEntry } from './job-index';
 import type { JobFields } from './parse-job';
 import { DEFAULT_JOB_TYPE } from './schemas';
@@ -57,6 +57,8 @@ export interface NewJob {
   nodes: number;
   /** input files, checked and stored (inputs.ts) */
   inputs?: JobInput[];
+  /** runs before a new job is added (not for a key's existing job); throws to refuse */
+  admit?: () => Promise<void>;
 }
 
 export type EnqueueResult =
@@ -70,12 +72,21 @@ export function idempotentJobId(key: string, userId?: string, owner?: string): s
   return `idem-${createHash('sha256').update(JSON.stringify(scope)).digest('hex')}`;
 }
 
-/** ioredis's words for a command that never left this process (offline queue disabled). */
 /**
- * Errors after which nothing was written: the command never left, or Redis refused the
- * whole transaction (EXECABORT: a queued command was rejected, e.g. OOM at maxmemory).
+ * Errors that mean the write did not happen: the command never left this process (offline
+ * queue disabled), or Redis answered it with an error before running it (a MULTI discarded
+ * with EXECABORT, OOM at maxmemory, LOADING, READONLY, a cluster redirect failure).
  */
-const NOT_SENT = /Stream isn't writeable|^EXECABORT/;
+export function notApplied(err: unknown): boolean {
+  if (!(err instanceof Error)) return false;
+  if (/Stream isn't writeable/.test(err.message)) return true;
+  return (
+    err.name === 'ReplyError' &&
+    /^(EXECABORT|OOM|LOADING|READONLY|MASTERDOWN|CLUSTERDOWN|TRYAGAIN|NOSCRIPT|BUSY)\b/.test(
+      err.message,
+    )
+  );
+}
 
 export interface EnqueueDeps {
   queue: ImageQueue;
@@ -133,7 +144,7 @@ export function createEnqueue(deps: EnqueueDeps) {
       const stored = own?.[1] as [string | null, string | null] | null;
       return stored && stored[0] !== null ? [stored[0], stored[1] === token ? 'mine' : ''] : null;
     } catch (err) {
-      if (err instanceof Error && NOT_SENT.test(err.message)) {
+      if (notApplied(err)) {
         throw new QueueUnavailableError('an enqueue', { cause: err });
       }
       throw new OutcomeUnknownError('an enqueue', id, { cause: err });
@@ -160,6 +171,12 @@ export function createEnqueue(deps: EnqueueDeps) {
       if (fp !== undefined) {
         return { outcome: fp === null || fp === job.fingerprint ? 'existing' : 'key_reused', id };
       }
+    }
+    if (job.admit) {
+      await withBudget(job.admit(), budgetMs, 'the queue-depth check').catch((err: unknown) => {
+        if (err instanceof ApiError || err instanceof QueueUnavailableError) throw err;
+        throw new QueueUnavailableError('the queue-depth check', { cause: err });
+      });
     }
     const stored = await add(job, id, now());
     if (!stored) throw new OutcomeUnknownError('an enqueue', id);

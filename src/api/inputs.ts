@@ -20,6 +20,8 @@ export interface ResolveOptions {
   allowPrivateUrls: boolean;
   /** the largest file (UPLOAD_MAX_BYTES) */
   maxBytes: number;
+  /** the caller's scoped key name: only its own uploads exist for it (undefined: admin) */
+  owner?: string;
 }
 
 const DATA_URI = /^data:([\w.+-]+\/[\w.+-]+)?(?:;[\w=.+-]+)*;base64,/;
@@ -59,7 +61,7 @@ export async function resolveInputs(
       else found.push({ name, url: input.url });
     } else if (input.upload !== undefined) {
       const record = await readUpload(opts.storage, input.upload);
-      if (!record) {
+      if (!record || !uploadOwnedBy(record, opts.owner)) {
         issues.push({ path: `${at}.upload`, message: `no upload ${input.upload.slice(0, 100)}` });
       } else found.push(uploadInput(name, record));
     } else {
@@ -81,10 +83,16 @@ export async function resolveInputs(
       filename: f.name,
       contentType: f.contentType ?? contentTypeOf(f.name),
       maxBytes: opts.maxBytes,
+      owner: opts.owner,
     });
     inputs.push(uploadInput(f.name, record));
   }
   return { inputs };
+}
+
+/** A scoped key uses only the uploads it made; an admin key (owner undefined) any. */
+export function uploadOwnedBy(record: { owner?: string }, owner: string | undefined): boolean {
+  return owner === undefined || record.owner === owner;
 }
 
 function uploadInput(
@@ -143,6 +151,7 @@ export function mediaSettings(
 export async function prepareInputs(
   media: MediaSettings | undefined,
   body: InputsBody | undefined,
+  owner?: string,
 ): Promise<
   { inputs?: JobInput[]; commit(jobId: string): Promise<void> } | { issues: FieldIssue[] }
 > {
@@ -152,6 +161,7 @@ export async function prepareInputs(
     storage: media.storage,
     allowPrivateUrls: media.inputUrlAllowPrivate,
     maxBytes: media.uploadMaxBytes,
+    owner,
   });
   if ('issues' in r) return r;
   const refs = uploadRefs(media.storage, r.inputs);

@@ -89,6 +89,10 @@ export const JobViewSchema = z.strictObject({
   attempts: z.int().min(0).describe('times a worker started the job'),
   recoveries: z.int().min(0).describe('resumptions after a crash or a hand-off'),
   metadata: z.record(z.string(), z.unknown()).optional(),
+  links: z
+    .strictObject({ self: z.string(), events: z.string() })
+    .optional()
+    .describe('with API keys: `events` is a signed, expiring link (no key needed)'),
 });
 export type JobView = z.infer<typeof JobViewSchema>;
 export type JobViewError = NonNullable<JobView['error']>;

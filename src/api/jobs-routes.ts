@@ -17,6 +17,7 @@ import {
 import type { MediaSettings } from './inputs';
 import { presignedViews, serveOutput } from './outputs';
 import type { BodyParser } from './parse-pool';
+import type { LinkSigner } from './signed-links';
 import { streamJobEvents, type JobEventHub } from './sse';
 
 /** The /v1/jobs routes (DESIGN "HTTP API"). */
@@ -35,16 +36,26 @@ export interface JobsRouterDeps {
   admit?: CreateJobDeps['admit'];
   /** storage and settings for input and output files */
   media?: MediaSettings;
+  /** signs the events and output links of views (set when API keys are) */
+  links?: LinkSigner;
 }
 
 export { JOBS_BASE };
 export function jobsRouter(deps: JobsRouterDeps): Router {
   const { store } = deps;
   const router = Router();
+  const signer = deps.links;
+  const signed = (url: string, id: string) => (signer ? `${url}?${signer.query(id)}` : url);
   const links = (id: string) => ({
     self: `${JOBS_BASE}/${encodeURIComponent(id)}`,
-    events: `${JOBS_BASE}/${encodeURIComponent(id)}/events`,
+    events: signed(`${JOBS_BASE}/${encodeURIComponent(id)}/events`, id),
   });
+  /** the view with signed links (a browser follows its job with them, without the key) */
+  const decorate = (view: JobView): JobView => {
+    if (!signer) return view;
+    const outputs = view.outputs?.map((o) => ({ ...o, url: signed(o.url, view.id) }));
+    return { ...view, ...(outputs ? { outputs } : {}), links: links(view.id) };
+  };
   const ownerOf = deps.ownerOf ?? (() => undefined);
   /** the snapshot if the caller may see the job (a scoped key sees only its own) */
   const readOwn = async (req: Request, id: string) => {
@@ -53,13 +64,16 @@ export function jobsRouter(deps: JobsRouterDeps): Router {
   };
   const base = `${deps.media?.publicUrl ?? ''}${JOBS_BASE}`;
   const presign = deps.media && presignedViews(deps.media.storage, deps.media.outputUrlTtlS);
-  const view = (s: JobSnapshot): JobView | Promise<JobView> =>
-    presign ? presign(toJobView(s, base), s) : toJobView(s, base);
+  /** the caller's view of a job: signed links, presigned downloads */
+  const present = async (s: JobSnapshot): Promise<JobView> => {
+    const view = decorate(toJobView(s, base));
+    return presign ? presign(view, s) : view;
+  };
   const viewer =
     (req: Request) =>
     async (id: string): Promise<JobView | null> => {
       const s = await readOwn(req, id);
-      return s && view(s);
+      return s ? present(s) : null;
     };
 
   router.post('/', requireJsonBody, rawJsonBody, createJobHandler({ ...deps, links, ownerOf }));
@@ -69,7 +83,7 @@ export function jobsRouter(deps: JobsRouterDeps): Router {
     const q = ListQuerySchema.safeParse(req.query);
     if (!q.success) throw invalid(toFieldIssues(q.error.issues), 'the query is invalid');
     const page = await store.list({ ...q.data, owner: ownerOf(req) });
-    res.json({ jobs: await Promise.all(page.jobs.map(view)), nextCursor: page.next });
+    res.json({ jobs: await Promise.all(page.jobs.map((s) => present(s))), nextCursor: page.next });
   });
 
   router.get('/:id', async (req, res) => {
@@ -95,7 +109,10 @@ export function jobsRouter(deps: JobsRouterDeps): Router {
     if (r.outcome === 'not_found') throw notFound(`job ${id.slice(0, 100)} not found`);
     if (r.outcome !== 'retried')
       throw new ApiError(409, r.outcome, `job ${id} is ${r.status}: only a failed job is retried`);
-    res.status(202).location(links(id).self).json(toJobView(r.snapshot, JOBS_BASE));
+    res
+      .status(202)
+      .location(links(id).self)
+      .json(await present(r.snapshot));
   });
 
   router.get('/:id/events', async (req, res) => {

@@ -15,6 +15,11 @@ import {
 import { createStorage, type Storage } from '../storage';
 import { startStorageSweeper } from '../storage/retention';
 import { createRedis, describeRedis, redisOptions, warnIfEvicting } from '../redis';
+import type { RequestHandler } from 'express';
+import { checkWebhookTarget } from '../webhooks/url-policy';
+import type { ApiDeps } from './app';
+import { queueDepthCheck, rateLimit } from './fair-use';
+import { mediaSettings } from './inputs';
 import { createBodyParser, type BodyParser } from './parse-pool';
 import { createJobEventHub, type JobEventHub } from './sse';
 import { createJobStore, type JobStore } from './store';
@@ -35,7 +40,39 @@ export type ApiConfig = QueueConnectionConfig &
     | 'comfyuiTimeoutMs'
     | 'storage'
     | 's3'
+    | 'rateLimitRequests'
+    | 'rateLimitWindowS'
+    | 'maxQueuedJobs'
+    | 'apiKeys'
+    | 'apiAdminNames'
+    | 'linkSecret'
+    | 'linkTtlS'
+    | 'webhookAllowPrivate'
+    | 'uploadMaxBytes'
+    | 'inputUrlAllowPrivate'
+    | 'publicUrl'
+    | 'outputUrlTtlS'
   >;
+
+/** The app's dependencies that come from the services and the config (entry file and tests). */
+export function appDepsOf(services: ApiServices, config: ApiConfig, log: Logger): ApiDeps {
+  return {
+    store: services.store,
+    parser: services.parser,
+    hub: services.hub,
+    comfy: services.comfy,
+    log,
+    apiKeys: config.apiKeys,
+    apiAdminNames: config.apiAdminNames,
+    linkSecret: config.linkSecret,
+    linkTtlS: config.linkTtlS,
+    rateLimit: services.rateLimit,
+    admit: services.admit,
+    webhookUrlPolicy: (url) => checkWebhookTarget(url, config.webhookAllowPrivate),
+    publicUrl: config.publicUrl,
+    media: mediaSettings(config, services.storage),
+  };
+}
 
 export interface ApiServices {
   queue: ImageQueue;
@@ -47,6 +84,10 @@ export interface ApiServices {
   comfy: (baseUrl: string) => ComfyClient;
   /** input and output files (STORAGE_URL) */
   storage: Storage;
+  /** per-key rate limit for /v1 (RATE_LIMIT_REQUESTS), if configured */
+  rateLimit?: RequestHandler;
+  /** refuses a new job while MAX_QUEUED_JOBS wait, if configured */
+  admit?: () => Promise<void>;
   /** ends SSE streams, stops the cleaner, closes every connection; safe to call twice */
   close(): Promise<void>;
 }
@@ -155,7 +196,15 @@ export async function createApiServices(config: ApiConfig, log: Logger): Promise
       log,
     });
     scope.defer('storage sweeper', stopSweeper);
-    return { queue, redis, queueEvents, store, parser, hub, comfy, storage, close };
+    const rateLimiter = rateLimit(redis, {
+      ...config,
+      keyPrefix: `${config.queuePrefix}:${config.queueName}:ratelimit`,
+    });
+    const admit = queueDepthCheck(queue, config.maxQueuedJobs);
+    return {
+      ...{ queue, redis, queueEvents, store, parser, hub, comfy, storage, close },
+      ...{ rateLimit: rateLimiter, admit },
+    };
   } catch (err) {
     await close();
     throw err;

@@ -8,7 +8,7 @@ import {
   type JobData,
 } from '../queue';
 import { withTimeout } from '../lifecycle';
-import { createEnqueue, withBudget } from './enqueue';
+import { createEnqueue, notApplied, withBudget } from './enqueue';
 import { OutcomeUnknownError, QueueUnavailableError } from './errors';
 import { createJobIndex, type ListRequest } from './job-index';
 import {
@@ -333,7 +333,7 @@ export function createJobStore(deps: JobStoreDeps) {
       return await withBudget(sent, budgetMs, 'a cancel');
     } catch (err) {
       const cause = (err as { cause?: unknown }).cause ?? err;
-      if (!(err instanceof QueueUnavailableError) && /Stream isn't writeable/.test(String(err))) {
+      if (notApplied(err)) {
         throw new QueueUnavailableError('a cancel', { cause });
       }
       throw new OutcomeUnknownError('a cancel', id, { cause });

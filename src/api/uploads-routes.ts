@@ -21,6 +21,8 @@ export interface UploadsRouterDeps {
   storage: Storage;
   maxBytes: number;
   log: Logger;
+  /** the caller's scoped key name (bearerAuth): the upload is usable by its jobs only */
+  ownerOf?: (req: Request) => string | undefined;
 }
 
 /** Room for multipart boundaries and part headers beside the file itself. */
@@ -102,6 +104,7 @@ export function uploadsRouter(deps: UploadsRouterDeps): Router {
         filename: cleanFilename(file.filename, contentType),
         contentType,
         maxBytes: deps.maxBytes,
+        owner: deps.ownerOf?.(req),
       });
     } catch (err) {
       if (err instanceof TooLargeError) throw tooLarge(deps.maxBytes);

@@ -8,8 +8,8 @@
 import { once } from 'node:events';
 import { DASHBOARD_PATH, createDashboard } from '../../dashboard/board';
 import { createApp } from '../api/app';
-import { mediaSettings } from '../api/inputs';
-import { createApiServices, type ApiServices } from '../api/services';
+import { createApiServer } from '../api/server';
+import { appDepsOf, createApiServices, type ApiServices } from '../api/services';
 import { loadConfig, type Config } from '../config';
 import { processScope } from '../lifecycle';
 import { createLogger, type Logger } from '../logger';
@@ -17,7 +17,6 @@ import { describeRedis } from '../redis';
 import { createApiMetrics, metricsHandler, registerQueueDepth } from '../metrics';
 import { startRetentionCleaner } from '../queue';
 import { createWebhookQueue } from '../webhooks/queue';
-import { checkWebhookTarget } from '../webhooks/url-policy';
 import pkg from '../../package.json';
 
 async function main() {
@@ -54,7 +53,7 @@ async function main() {
   });
 
   const { app, dashboard } = createHttpApp(config, services, webhookQueue, log);
-  const server = app.listen(config.port);
+  const server = createApiServer(app).listen(config.port);
   scope.defer('http server', async () => {
     const closed = once(server, 'close');
     server.close();
@@ -90,17 +89,9 @@ function createHttpApp(
     environment: config.production ? 'production' : undefined,
   });
   const app = createApp({
-    store: services.store,
-    parser: services.parser,
-    hub: services.hub,
-    comfy: services.comfy,
-    log,
-    apiKeys: config.apiKeys,
+    ...appDepsOf(services, config, log),
     version: pkg.version,
-    publicUrl: config.publicUrl,
     mounts: dashboard ? [dashboard] : [],
-    webhookUrlPolicy: (url) => checkWebhookTarget(url, config.webhookAllowPrivate),
-    media: mediaSettings(config, services.storage),
     metrics: metricsHandler(metrics),
   });
   if (config.apiKeys.length === 0)

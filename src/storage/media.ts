@@ -9,7 +9,7 @@ import type { Storage } from './types';
 /**
  * Where media lives in storage, and the upload records (DESIGN "Media in", "Media out").
  *   uploads/<id>/data        the uploaded bytes
- *   uploads/<id>/meta.json   { id, filename, size, sha256, contentType, createdAt }
+ *   uploads/<id>/meta.json   { id, filename, size, sha256, contentType, createdAt, owner? }
  *   uploads/<id>/refs/<job>  one empty object per job that uses the upload
  *   jobs/<job>/inputs/<i>    a URL input, fetched once by the worker
  *   jobs/<job>/outputs/<n>   the n-th output, copied from ComfyUI before the job completes
@@ -23,6 +23,8 @@ export interface UploadRecord {
   sha256: string;
   contentType: string;
   createdAt: string;
+  /** the scoped API key's name that uploaded it: only that key's jobs may use it */
+  owner?: string;
 }
 
 export const UPLOAD_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
@@ -43,7 +45,13 @@ export const keys = {
 export async function saveUpload(
   storage: Storage,
   body: Readable,
-  file: { filename: string; contentType?: string; maxBytes: number; signal?: AbortSignal },
+  file: {
+    filename: string;
+    contentType?: string;
+    maxBytes: number;
+    signal?: AbortSignal;
+    owner?: string;
+  },
 ): Promise<UploadRecord> {
   const id = randomUUID();
   const m = meter(file.maxBytes);
@@ -62,6 +70,7 @@ export async function saveUpload(
     sha256: m.sha256(),
     contentType,
     createdAt: new Date().toISOString(),
+    ...(file.owner === undefined ? {} : { owner: file.owner }),
   };
   await storage.put(keys.uploadMeta(id), Readable.from([JSON.stringify(record)]), {
     contentType: 'application/json',

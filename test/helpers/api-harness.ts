@@ -9,11 +9,10 @@ import { Writable } from 'node:stream';
 import type { Express } from 'express';
 import { createDashboard } from '../../dashboard/board';
 import { createApp, type ApiDeps } from '../../src/api/app';
-import { mediaSettings } from '../../src/api/inputs';
-import { createApiServices, type ApiServices } from '../../src/api/services';
+import { createApiServer } from '../../src/api/server';
+import { appDepsOf, createApiServices, type ApiServices } from '../../src/api/services';
 import { loadConfig, type Config } from '../../src/config';
 import { createLogger, type Logger } from '../../src/logger';
-import { checkWebhookTarget } from '../../src/webhooks/url-policy';
 import { startRedis, type RedisServer } from './redis-server';
 
 /**
@@ -84,15 +83,8 @@ export async function startApiHarness(opts: HarnessOptions = {}): Promise<ApiHar
     log,
   });
   const deps: ApiDeps = {
-    store: services.store,
-    parser: services.parser,
-    hub: services.hub,
-    comfy: services.comfy,
-    log,
-    apiKeys: config.apiKeys,
+    ...appDepsOf(services, config, log),
     mounts: dashboard ? [dashboard] : [],
-    webhookUrlPolicy: (url) => checkWebhookTarget(url, config.webhookAllowPrivate),
-    media: mediaSettings(config, services.storage),
     ...opts.deps,
   };
   const app = createApp(deps);
@@ -109,7 +101,7 @@ export async function startApiHarness(opts: HarnessOptions = {}): Promise<ApiHar
     logs,
     async listen() {
       if (!server) {
-        server = app.listen(0, '127.0.0.1');
+        server = createApiServer(app).listen(0, '127.0.0.1');
         await once(server, 'listening');
       }
       return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;

@@ -72,6 +72,7 @@ describe('Redis connection options by role', () => {
   test('producer: fails fast', () => {
     expect(redisOptions({ redisUrl: 'redis://127.0.0.1:6379' }, 'producer')).toMatchObject({
       maxRetriesPerRequest: 0,
+      autoResendUnfulfilledCommands: false,
       enableOfflineQueue: false,
     });
   });

@@ -1,0 +1,167 @@
+import { once } from 'node:events';
+import { connect } from 'node:net';
+import type { AddressInfo } from 'node:net';
+import request from 'supertest';
+import { createApp } from '../src/api/app';
+import { rateLimit } from '../src/api/fair-use';
+import { createApiServer } from '../src/api/server';
+import { startApiHarness, type ApiHarness } from './helpers/api-harness';
+import { openSse } from './helpers/api-sse';
+import { tinyWorkflow } from './helpers/workflows';
+
+/**
+ * Fair use and access (DESIGN "The API boundary"): per-key rate limits counted in Redis
+ * (shared by API processes), MAX_QUEUED_JOBS, scoped keys (`name:key`), signed links that
+ * open one job's events without the key, and the HTTP server's timeouts.
+ */
+
+const WF = tinyWorkflow('fair');
+const ALICE = 'alice-key-0123456789';
+const BOB = 'bob-key-0123456789';
+const ADMIN = 'admin-key-0123456789';
+const OPS = 'ops-key-0123456789';
+
+describe('API: scoped keys, signed links, queue cap', () => {
+  let h: ApiHarness;
+  beforeAll(async () => {
+    h = await startApiHarness({
+      logLevel: 'error',
+      env: {
+        API_KEYS: `alice:${ALICE},bob:${BOB},${ADMIN},ops:${OPS}`,
+        API_ADMIN_NAMES: 'ops',
+        MAX_QUEUED_JOBS: '6',
+        LINK_TTL_S: '60',
+      },
+    });
+  });
+  afterAll(async () => {
+    await h?.close();
+  });
+  const as = (key: string) => ({ Authorization: `Bearer ${key}` });
+  const post = (key: string, body: Record<string, unknown> = {}) =>
+    request(h.app)
+      .post('/v1/jobs')
+      .set(as(key))
+      .send({ workflow: WF, ...body });
+
+  it('a scoped key sees and cancels only its own jobs; admin keys (bare, or named in API_ADMIN_NAMES) see all', async () => {
+    const { id } = (await post(ALICE)).body as { id: string };
+    expect((await request(h.app).get(`/v1/jobs/${id}`).set(as(ALICE))).status).toBe(200);
+    expect((await request(h.app).get(`/v1/jobs/${id}`).set(as(BOB))).status).toBe(404);
+    expect((await request(h.app).get(`/v1/jobs/${id}/events`).set(as(BOB))).status).toBe(404);
+    expect((await request(h.app).delete(`/v1/jobs/${id}`).set(as(BOB))).status).toBe(404);
+    expect((await request(h.app).get(`/v1/jobs/${id}`).set(as(ADMIN))).status).toBe(200);
+    expect((await request(h.app).get(`/v1/jobs/${id}`).set(as(OPS))).status).toBe(200);
+    expect((await request(h.app).delete(`/v1/jobs/${id}`).set(as(OPS))).status).toBe(202);
+  });
+
+  it('one idempotency key in two scopes: two jobs', async () => {
+    const a = await post(ALICE, { idempotencyKey: 'same' });
+    const b = await post(BOB, { idempotencyKey: 'same' });
+    expect([a.status, b.status]).toEqual([202, 202]);
+    expect(a.body.id).not.toBe(b.body.id);
+  });
+
+  it('the view has a signed events link that works without the key, for that job only, until it expires', async () => {
+    const { id } = (await post(ALICE)).body as { id: string };
+    const other = (await post(ALICE)).body.id as string;
+    const view = await request(h.app).get(`/v1/jobs/${id}`).set(as(ALICE));
+    const events = view.body.links.events as string;
+    expect(events).toMatch(new RegExp(`^/v1/jobs/${id}/events\\?expires=\\d+&signature=[\\w-]+$`));
+    const base = await h.listen();
+    const sse = await openSse(`${base}${events}`);
+    expect((await sse.next('progress')).data).toMatchObject({ id, status: 'queued' });
+    sse.close();
+    const query = events.split('?')[1];
+    const unsigned = await request(h.app).get(`/v1/jobs/${id}/events`);
+    expect(unsigned.status).toBe(401);
+    const forOther = await request(h.app).get(`/v1/jobs/${other}/events?${query}`);
+    expect(forOther.status).toBe(401);
+    const tampered = await request(h.app).get(
+      `/v1/jobs/${id}/events?${query.replace(/expires=(\d+)/, (_m, e) => `expires=${Number(e) + 1}`)}`,
+    );
+    expect(tampered.status).toBe(401);
+    const view2 = await request(h.app).get(`/v1/jobs/${id}`).set(as(ALICE));
+    const expired = view2.body.links.events.replace(/expires=\d+/, 'expires=1000');
+    expect((await request(h.app).get(expired)).status).toBe(401);
+    // a signed link opens only reads of that job, not the job view or a cancel
+    expect((await request(h.app).get(`/v1/jobs/${id}?${query}`)).status).toBe(401);
+    expect((await request(h.app).delete(`/v1/jobs/${id}?${query}`)).status).toBe(401);
+  });
+
+  it(`MAX_QUEUED_JOBS: 429 queue_full with Retry-After, nothing added; a key's existing job still answers`, async () => {
+    await h.services.queue.obliterate({ force: true });
+    const keyed = await post(ADMIN, { idempotencyKey: 'before-full' });
+    expect(keyed.status).toBe(202);
+    for (let i = 0; i < 5; i++) expect((await post(ADMIN)).status).toBe(202);
+    const full = await post(ADMIN);
+    expect(full.status).toBe(429);
+    expect(full.body.error.code).toBe('queue_full');
+    expect(Number(full.headers['retry-after'])).toBeGreaterThan(0);
+    expect(await h.services.queue.count()).toBe(6);
+    const again = await post(ADMIN, { idempotencyKey: 'before-full' });
+    expect(again.status).toBe(200);
+    expect(again.body.id).toBe(keyed.body.id);
+  });
+});
+
+describe('API: rate limits', () => {
+  let h: ApiHarness;
+  beforeAll(async () => {
+    h = await startApiHarness({
+      logLevel: 'error',
+      env: { API_KEYS: `alice:${ALICE},bob:${BOB}`, RATE_LIMIT_REQUESTS: '4' },
+    });
+  });
+  afterAll(async () => {
+    await h?.close();
+  });
+
+  it('per key, counted in Redis: a second API process shares the count; 429 with Retry-After', async () => {
+    // another API process: its own limiter and app over the same Redis
+    const other = createApp({
+      ...h.deps,
+      rateLimit: rateLimit(h.services.redis, {
+        ...h.config,
+        keyPrefix: `${h.config.queuePrefix}:${h.config.queueName}:ratelimit`,
+      }),
+    });
+    const get = (app: typeof other, key: string) =>
+      request(app).get('/v1/jobs/nope').set('Authorization', `Bearer ${key}`);
+    for (const app of [h.app, other, h.app, other])
+      expect((await get(app, ALICE)).status).toBe(404);
+    const limited = await get(other, ALICE);
+    expect(limited.status).toBe(429);
+    expect(limited.body.error.code).toBe('rate_limited');
+    expect(Number(limited.headers['retry-after'])).toBeGreaterThan(0);
+    expect((await get(h.app, ALICE)).status).toBe(429);
+    expect((await get(h.app, BOB)).status).toBe(404); // another key has its own count
+  });
+});
+
+describe('API: HTTP server timeouts', () => {
+  it('a client that never finishes its headers is disconnected (headersTimeout)', async () => {
+    const h = await startApiHarness({ logLevel: 'error' });
+    const server = createApiServer(h.app, {
+      headersTimeoutMs: 300,
+      requestTimeoutMs: 600,
+      keepAliveTimeoutMs: 500,
+      checkIntervalMs: 100,
+    });
+    try {
+      server.listen(0, '127.0.0.1');
+      await once(server, 'listening');
+      const socket = connect((server.address() as AddressInfo).port, '127.0.0.1');
+      await once(socket, 'connect');
+      socket.write('GET /healthz HTTP/1.1\r\nHost: x\r\n'); // no blank line: headers unfinished
+      let answer = '';
+      socket.on('data', (b: Buffer) => (answer += b.toString()));
+      await once(socket, 'close');
+      expect(answer).toMatch(/^HTTP\/1\.1 408/);
+    } finally {
+      server.closeAllConnections();
+      server.close();
+      await h.close();
+    }
+  });
+});
