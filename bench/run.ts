@@ -10,6 +10,7 @@
  */
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { apiBoundary } from './api-boundary';
 import { apiEnqueue } from './api-enqueue';
 import { backlog } from './backlog';
 import { commandsPerJob, idleCommands } from './commands';
@@ -41,6 +42,7 @@ interface Entry {
 const FIGURES: Entry[] = [
   { id: 'throughput', run: throughput, budgetS: [90, 240] },
   { id: 'api-enqueue', run: apiEnqueue, budgetS: [60, 120] },
+  { id: 'api-boundary', run: apiBoundary, budgetS: [120, 180] },
   { id: 'latency', run: latency, budgetS: [150, 400] },
   { id: 'backlog', run: backlog, budgetS: [90, 300] },
   { id: 'memory', run: memory, budgetS: [90, 180], parallel: true },
