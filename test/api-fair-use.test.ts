@@ -1,18 +1,23 @@
 import { once } from 'node:events';
 import { connect } from 'node:net';
 import type { AddressInfo } from 'node:net';
+import { Readable } from 'node:stream';
+import { Worker } from 'bullmq';
+import type { Express } from 'express';
 import request from 'supertest';
 import { createApp } from '../src/api/app';
 import { rateLimit } from '../src/api/fair-use';
 import { createApiServer } from '../src/api/server';
+import { redisOptions } from '../src/redis';
 import { startApiHarness, type ApiHarness } from './helpers/api-harness';
 import { openSse } from './helpers/api-sse';
 import { tinyWorkflow } from './helpers/workflows';
 
 /**
  * Fair use and access (DESIGN "The API boundary"): per-key rate limits counted in Redis
- * (shared by API processes), MAX_QUEUED_JOBS, scoped keys (`name:key`), signed links that
- * open one job's events without the key, and the HTTP server's timeouts.
+ * (shared by API processes, uploads included), MAX_QUEUED_JOBS, scoped keys (`name:key`;
+ * uploads too), signed links that open one job's events and outputs without the key, and
+ * the HTTP server's timeouts.
  */
 
 const WF = tinyWorkflow('fair');
@@ -20,6 +25,39 @@ const ALICE = 'alice-key-0123456789';
 const BOB = 'bob-key-0123456789';
 const ADMIN = 'admin-key-0123456789';
 const OPS = 'ops-key-0123456789';
+const IMG2IMG = {
+  '1': { class_type: 'LoadImage', inputs: { image: 'face.png' } },
+  '2': { class_type: 'SaveImage', inputs: { images: ['1', 0], filename_prefix: 'fair' } },
+};
+const upload = (app: Express, key: string) =>
+  request(app)
+    .post('/v1/uploads?filename=face.png')
+    .set('Authorization', `Bearer ${key}`)
+    .set('Content-Type', 'image/png')
+    .send(Buffer.from('png bytes'));
+
+/** Completes the only queued job with one output stored at its key, as a worker would. */
+async function completeWithOutput(h: ApiHarness, id: string, bytes: Buffer) {
+  const worker = new Worker(h.config.queueName, null, {
+    connection: redisOptions(h.config, 'worker'),
+    prefix: h.config.queuePrefix,
+    autorun: false,
+  });
+  try {
+    const job = await worker.getNextJob('t', { block: false });
+    expect(job?.id).toBe(id);
+    const key = `jobs/${id}/outputs/0`;
+    await h.services.storage.put(key, Readable.from([bytes]), { contentType: 'image/png' });
+    const output = { nodeId: '2', filename: 'a.png', subfolder: '', type: 'output', key };
+    await job!.moveToCompleted(
+      { outputs: [{ ...output, contentType: 'image/png', size: bytes.length }] },
+      't',
+      false,
+    );
+  } finally {
+    await worker.close();
+  }
+}
 
 describe('API: scoped keys, signed links, queue cap', () => {
   let h: ApiHarness;
@@ -89,6 +127,56 @@ describe('API: scoped keys, signed links, queue cap', () => {
     expect((await request(h.app).delete(`/v1/jobs/${id}?${query}`)).status).toBe(401);
   });
 
+  it('uploads are scoped like jobs: a scoped key uses only its own; an admin key any', async () => {
+    await h.services.queue.obliterate({ force: true });
+    expect((await request(h.app).post('/v1/uploads').send(Buffer.from('x'))).status).toBe(401);
+    const up = await upload(h.app, ALICE);
+    expect(up.status).toBe(201);
+    const withInput = (key: string) =>
+      post(key, { workflow: IMG2IMG, inputs: { 'face.png': { upload: up.body.id } } });
+    const bob = await withInput(BOB);
+    expect(bob.status).toBe(400);
+    expect(bob.body.error.details).toEqual([
+      { path: 'inputs.face.png.upload', message: expect.stringMatching(/^no upload/) },
+    ]);
+    expect((await withInput(ALICE)).status).toBe(202);
+    expect((await withInput(OPS)).status).toBe(202);
+    // a base64 input becomes an upload of its key's own
+    const b64 = await post(BOB, {
+      workflow: IMG2IMG,
+      inputs: { 'face.png': { base64: Buffer.from('png').toString('base64') } },
+    });
+    expect(b64.status).toBe(202);
+  });
+
+  it('outputs: the signed url serves the stored file without the key, for that job only', async () => {
+    await h.services.queue.obliterate({ force: true });
+    const { id } = (await post(ALICE)).body as { id: string };
+    const other = (await post(ALICE)).body.id as string;
+    await h.services.queue.remove(other);
+    await completeWithOutput(h, id, Buffer.from('stored output'));
+    const view = await request(h.app).get(`/v1/jobs/${id}`).set(as(ALICE));
+    expect(view.body.status).toBe('completed');
+    const url = view.body.outputs[0].url as string;
+    expect(url).toMatch(new RegExp(`^/v1/jobs/${id}/outputs/0\\?expires=\\d+&signature=[\\w-]+$`));
+    const got = await request(h.app)
+      .get(url)
+      .buffer(true)
+      .parse((resp, cb) => {
+        const chunks: Buffer[] = [];
+        resp.on('data', (c: Buffer) => chunks.push(c));
+        resp.on('end', () => cb(null, Buffer.concat(chunks)));
+      });
+    expect(got.status).toBe(200);
+    expect((got.body as Buffer).toString()).toBe('stored output');
+    const plain = `/v1/jobs/${id}/outputs/0`;
+    expect((await request(h.app).get(plain)).status).toBe(401);
+    expect((await request(h.app).get(plain).set(as(BOB))).status).toBe(404);
+    expect((await request(h.app).get(plain).set(as(ALICE))).status).toBe(200);
+    const query = url.split('?')[1];
+    expect((await request(h.app).get(`/v1/jobs/${other}/outputs/0?${query}`)).status).toBe(401);
+  });
+
   it(`MAX_QUEUED_JOBS: 429 queue_full with Retry-After, nothing added; a key's existing job still answers`, async () => {
     await h.services.queue.obliterate({ force: true });
     const keyed = await post(ADMIN, { idempotencyKey: 'before-full' });
@@ -136,6 +224,10 @@ describe('API: rate limits', () => {
     expect(Number(limited.headers['retry-after'])).toBeGreaterThan(0);
     expect((await get(h.app, ALICE)).status).toBe(429);
     expect((await get(h.app, BOB)).status).toBe(404); // another key has its own count
+    // uploads are requests like any other
+    const up = await upload(h.app, ALICE);
+    expect([up.status, up.body.error.code]).toEqual([429, 'rate_limited']);
+    expect((await upload(h.app, BOB)).status).toBe(201);
   });
 });
 

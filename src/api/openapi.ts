@@ -1,97 +1,28 @@
-import { z } from 'zod';
-import { JobViewSchema, PUBLIC_STATUSES } from './job-view';
+import { JobViewSchema } from './job-view';
 import { CreateJobSchema } from './schemas';
-import { ListQuerySchema } from './job-index';
+
+import {
+  ErrorSchema,
+  AcceptedSchema,
+  CancelledSchema,
+  UploadSchema,
+  schema,
+  json,
+  error,
+  jobId,
+  idempotencyKey,
+  common,
+  bearer,
+  SSE_EVENTS,
+  signedLink,
+  listQuery,
+  JobListSchema,
+} from './openapi-parts';
 
 /**
  * The OpenAPI 3.1 document, generated from the same zod schemas that validate requests
  * (3.1 uses JSON Schema 2020-12, zod's default target), so it cannot drift from the code.
  */
-
-const ErrorSchema = z.strictObject({
-  error: z.strictObject({
-    code: z.string(),
-    message: z.string(),
-    details: z
-      .array(z.strictObject({ path: z.string(), message: z.string() }))
-      .max(20)
-      .optional()
-      .describe('at most 20 entries; message says how many problems there were'),
-    jobId: z.string().optional().describe('outcome_unknown: the id the job has if it exists'),
-  }),
-});
-
-const LinksSchema = z.strictObject({ self: z.string(), events: z.string() });
-const AcceptedSchema = z.strictObject({
-  id: z.string(),
-  status: z.enum(PUBLIC_STATUSES),
-  links: LinksSchema,
-});
-const CancelledSchema = z.strictObject({ id: z.string(), status: z.literal('cancelled') });
-const UploadSchema = z.strictObject({
-  id: z.string().describe('use as inputs.<name>.upload on POST /v1/jobs'),
-  filename: z.string(),
-  size: z.int().min(0).describe('bytes'),
-  sha256: z.string(),
-  contentType: z.string(),
-});
-
-function schema(s: z.ZodType, io: 'input' | 'output') {
-  const json = z.toJSONSchema(s, { io, unrepresentable: 'any' }) as Record<string, unknown>;
-  delete json.$schema;
-  return json;
-}
-
-const listQuery = Object.entries(
-  schema(ListQuerySchema, 'input').properties as Record<string, { description?: string }>,
-).map(([name, s]) => ({
-  name,
-  in: 'query',
-  required: false,
-  description: s.description,
-  schema: s,
-}));
-const JobListSchema = {
-  type: 'object',
-  required: ['jobs', 'nextCursor'],
-  additionalProperties: false,
-  properties: {
-    jobs: { type: 'array', items: { $ref: '#/components/schemas/JobView' } },
-    nextCursor: {
-      type: ['string', 'null'],
-      description: 'the cursor of the next page (a page may hold fewer jobs); null: no more',
-    },
-  },
-};
-
-const ref = (name: string) => ({ $ref: `#/components/schemas/${name}` });
-const json = (name: string) => ({ content: { 'application/json': { schema: ref(name) } } });
-const error = (description: string) => ({ description, ...json('Error') });
-
-const jobId = { name: 'id', in: 'path', required: true, schema: { type: 'string' } };
-const idempotencyKey = {
-  name: 'Idempotency-Key',
-  in: 'header',
-  required: false,
-  description:
-    'IETF draft header ("…" or a bare token, ≤ 256 characters); the same as the body idempotencyKey',
-  schema: { type: 'string', maxLength: 258 },
-};
-const common = {
-  '401': error('unauthorized: missing or invalid API key'),
-  '503': error(
-    'queue_unavailable (nothing changed), outcome_unknown (a write Redis did not confirm; error.jobId names the job; retry with the same Idempotency-Key) or server_busy',
-  ),
-  '500': error('internal_error: a bug (logged with the request); nothing is known to have changed'),
-};
-/** Bearer auth on every /v1 operation (API_KEYS; an API without keys accepts any request). */
-const bearer = [{ bearer: [] }];
-const SSE_EVENTS =
-  'Server-Sent Events, one per change of the job view: `event: <name>` and `data: <the job ' +
-  'view as JSON>`. `progress` while queued, submitted or running; then exactly one of ' +
-  '`completed`, `failed`, `cancelled`, whose `id:` is that status, and the stream ends (a ' +
-  'reconnect with that Last-Event-ID answers 204). A `: heartbeat` comment keeps idle ' +
-  'streams open through proxies.';
 
 export interface OpenApiOptions {
   version: string;
@@ -162,8 +93,8 @@ export function buildOpenApiDocument(opts: OpenApiOptions) {
             '413': error('payload_too_large: body over 5 MB'),
             '415': error('unsupported_media_type: the body must be application/json'),
             '422': error('idempotency_key_reuse: the key was used with a different body'),
-            '429': error('rate_limited or queue_full (Retry-After says when to try again)'),
             ...common,
+            '429': error('rate_limited or queue_full (Retry-After says when to try again)'),
             '503': error('queue_unavailable, or storage_unavailable (inputs)'),
           },
         },
@@ -222,7 +153,7 @@ export function buildOpenApiDocument(opts: OpenApiOptions) {
           summary: 'Follow the job: Server-Sent Events until it finishes',
           description: SSE_EVENTS,
           security: bearer,
-          parameters: [jobId],
+          parameters: [jobId, ...signedLink],
           responses: {
             '200': {
               description: 'an event stream ending at a terminal state',
@@ -249,6 +180,7 @@ export function buildOpenApiDocument(opts: OpenApiOptions) {
             jobId,
             { name: 'n', in: 'path', required: true, schema: { type: 'integer', minimum: 0 } },
             { name: 'Range', in: 'header', required: false, schema: { type: 'string' } },
+            ...signedLink,
           ],
           responses: {
             '200': {
@@ -262,6 +194,7 @@ export function buildOpenApiDocument(opts: OpenApiOptions) {
             '416': error('range_not_satisfiable'),
             '503': error('queue_unavailable or storage_unavailable'),
             '401': common['401'],
+            '429': common['429'],
           },
         },
       },
@@ -293,6 +226,7 @@ export function buildOpenApiDocument(opts: OpenApiOptions) {
             '413': error('payload_too_large: above UPLOAD_MAX_BYTES'),
             '503': error('storage_unavailable'),
             '401': common['401'],
+            '429': common['429'],
           },
         },
       },

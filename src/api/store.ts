@@ -1,5 +1,7 @@
 import type IORedis from 'ioredis';
+import { Job } from 'bullmq';
 import {
+  IMAGE_JOB_NAME,
   CANCEL_FIELD,
   cancelChannel,
   jobKey,
@@ -343,8 +345,8 @@ export function createJobStore(deps: JobStoreDeps) {
   /** Best effort: the job may have moved on meanwhile, which is fine (the mark is durable). */
   async function hurry(id: string, state: BullState): Promise<void> {
     try {
-      const job = (await queue.getJob(id)) as ImageJob | undefined;
-      if (!job) return;
+      // a handle on the job by id, not queue.getJob: that is an HGETALL, workflow included
+      const job = new Job(queue, IMAGE_JOB_NAME, {}, {}, id);
       if (state === 'delayed') await job.promote();
       else if (state === 'waiting' || state === 'prioritized') {
         await job.changePriority({ priority: 0, lifo: true });
