@@ -26,6 +26,7 @@ import {
   type Row,
 } from './lib';
 import { memory } from './memory';
+import { handoffCompletion, placement } from './placement';
 import { formatTable } from './report';
 import { killRecovery, sigtermHandoff } from './recovery';
 import { throughput } from './throughput';
@@ -45,11 +46,13 @@ const FIGURES: Entry[] = [
   { id: 'api-boundary', run: apiBoundary, budgetS: [120, 180] },
   { id: 'latency', run: latency, budgetS: [150, 400] },
   { id: 'backlog', run: backlog, budgetS: [90, 300] },
+  { id: 'placement', run: placement, budgetS: [90, 150] },
   { id: 'memory', run: memory, budgetS: [90, 180], parallel: true },
   { id: 'commands', run: commandsPerJob, budgetS: [90, 180], parallel: true },
   { id: 'idle', run: idleCommands, budgetS: [90, 150], parallel: true },
   { id: 'kill', run: killRecovery, budgetS: [90, 240], parallel: true },
   { id: 'sigterm', run: sigtermHandoff, budgetS: [90, 150], parallel: true },
+  { id: 'handoff-completion', run: handoffCompletion, budgetS: [120, 150], parallel: true },
 ];
 
 async function main() {

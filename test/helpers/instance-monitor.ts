@@ -4,6 +4,15 @@
  * prompt while another healthy one is idle, and no instance idles while jobs wait.
  */
 
+/** `n` durations (s) between `min` and `max` from a fixed seed: every run places the same work */
+export function durations(n: number, min: number, max: number, seed: number): number[] {
+  let x = seed;
+  return Array.from({ length: n }, () => {
+    x = (x * 1103515245 + 12345) % 2 ** 31;
+    return Math.round((min + ((max - min) * x) / 2 ** 31) * 100) / 100;
+  });
+}
+
 export interface InstanceMonitorResult {
   samples: number;
   /** the longest stretch (ms) one instance had a pending prompt while another was idle */

@@ -12,6 +12,9 @@ import { JobFailure } from './types';
  * saved), or the job fails with a public error code.
  */
 export async function finish(run: JobRun, outcome: Outcome): Promise<JobResult> {
+  // the instance is free once its prompt is done: the slot goes to the next prompt now,
+  // not after the outputs are copied and the outcome saved (a retry holds it again)
+  run.lease?.release();
   switch (outcome.kind) {
     case 'success':
       return complete(run, await copyOutputs(run, outcome.outputs));
