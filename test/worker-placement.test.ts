@@ -1,7 +1,7 @@
 import { Job } from 'bullmq';
 import type { JobData, JobResult } from '../src/queue';
 import { createSimulator, type Simulator } from '../src/simulator/server';
-import { monitorInstances } from './helpers/instance-monitor';
+import { durations, monitorInstances } from './helpers/instance-monitor';
 import { simVersion, startSystem, type TestSystem } from './helpers/system';
 import { waitFor } from './helpers/wait';
 import { killAll, spawnWorker, type WorkerProcess } from './helpers/worker-process';
@@ -14,6 +14,8 @@ import { sleepWorkflow, tinyWorkflow } from './helpers/workflows';
  */
 let sys: TestSystem;
 let extra: Simulator[] = [];
+/** issue #13's 0.5–3 s jobs run at half their length, to keep the test's cost bounded */
+const SPEED = 0.5;
 let urls: string[];
 const procs: WorkerProcess[] = [];
 
@@ -58,15 +60,6 @@ async function settle(ids: string[]) {
   );
 }
 
-/** durations from a fixed seed, so every run places the same work */
-function durations(n: number, min: number, max: number, seed: number): number[] {
-  let x = seed;
-  return Array.from({ length: n }, () => {
-    x = (x * 1103515245 + 12345) % 2 ** 31;
-    return Math.round((min + ((max - min) * x) / 2 ** 31) * 100) / 100;
-  });
-}
-
 /** Enqueues the jobs, watches every instance's /queue, waits for all; `during` runs meanwhile. */
 async function placementRun(
   label: string,
@@ -78,15 +71,16 @@ async function placementRun(
   });
   const t0 = Date.now();
   const ids = await Promise.all(
-    seconds.map((s, i) => sys.enqueue(sleepWorkflow(s, `${label}${i}`))),
+    seconds.map((s, i) => sys.enqueue(sleepWorkflow(s * SPEED, `${label}${i}`))),
   );
   await during?.(ids);
   const jobs = await settle(ids);
   const makespan = Math.max(...jobs.map((j) => j.finishedOn ?? 0)) - t0;
   const m = await monitor.stop();
-  const ideal = (seconds.reduce((a, b) => a + b, 0) * 1000) / urls.length;
+  const ideal = (seconds.reduce((a, b) => a + b, 0) * SPEED * 1000) / urls.length;
   console.log(
-    `${label}: makespan ${makespan} ms, ideal ${Math.round(ideal)} ms, ratio ${(makespan / ideal).toFixed(2)}; ` +
+    `${label}: ${seconds.length} jobs of ${Math.min(...seconds)}–${Math.max(...seconds)} s × ${SPEED}: ` +
+      `makespan ${makespan} ms, ideal ${Math.round(ideal)} ms, ratio ${(makespan / ideal).toFixed(2)}; ` +
       `idle while jobs waited ${m.idleWhileBacklogMs} ms; worst pending-while-idle ${m.worstPendingWhileIdleMs} ms (${m.samples} samples)`,
   );
   for (const j of jobs) expect(j.data.state.status).toBe('completed');
@@ -103,9 +97,13 @@ let child: WorkerProcess;
 
 test('3 workers × 3 instances: no instance holds a pending prompt while another idles; no waits use attempts', async () => {
   child = await startWorkers();
-  const { jobs, monitor } = await placementRun('place', durations(30, 0.3, 1.5, 7));
+  const { jobs, monitor } = await placementRun('place', durations(60, 0.5, 3, 7));
   expect(monitor.maxPerInstance).toBe(1); // WORKER_CONCURRENCY=1: one prompt per instance, system-wide
   expect(monitor.worstPendingWhileIdleMs).toBeLessThanOrEqual(500);
+  // the makespan's ratio to the ideal is printed above, not asserted: on a shared machine
+  // it measures the load more than placement (1.34–1.99 at load 10–19 on 2 cores, with no
+  // prompt ever pending); `npm run bench` holds it to 1.15. Wrong placement is caught by
+  // the pending-while-idle bound above and the spread below
   for (const j of jobs) expect(j.data.state.attempts).toBe(1); // waits for a slot are not attempts
   const logs = await Promise.all(jobs.map((j) => sys.queue.getJobLogs(j.id!)));
   for (const l of logs)
@@ -115,7 +113,7 @@ test('3 workers × 3 instances: no instance holds a pending prompt while another
 }, 180_000);
 
 test('one of the workers SIGKILLed mid-run: its slots come back; every job completes once', async () => {
-  const { jobs, monitor } = await placementRun('kill', durations(24, 0.3, 1.5, 11), async (ids) => {
+  const { jobs, monitor } = await placementRun('kill', durations(60, 0.5, 3, 11), async (ids) => {
     await waitFor('a few jobs to finish', async () => {
       const states = await Promise.all(ids.map((id) => sys.queue.getJobState(id)));
       return states.filter((st) => st === 'completed').length >= 6 ? true : undefined;
@@ -123,9 +121,7 @@ test('one of the workers SIGKILLed mid-run: its slots come back; every job compl
     child.proc.kill('SIGKILL');
     await child.exited;
   });
-  // printed above, not asserted: right after the kill a resumed prompt can queue behind a
-  // new one for a moment (see PERFORMANCE / the bench)
-  expect(monitor.samples).toBeGreaterThan(0);
+  expect(monitor.worstPendingWhileIdleMs).toBeLessThanOrEqual(500);
   expect(jobs.some((j) => j.stalledCounter > 0)).toBe(true); // the child held some of them
 }, 180_000);
 
