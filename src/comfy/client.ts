@@ -1,7 +1,7 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Readable } from 'node:stream';
 import { multipartBody } from './multipart';
-import { Pool, type Dispatcher } from 'undici';
+import { Client, Pool, type Dispatcher } from 'undici';
 import { withBeforeWrite, WriteRefused, type WriteOptions } from './before-write';
 import { z } from 'zod';
 import { ComfyHttpError, ComfyProtocolError, ComfyUnreachableError } from '../errors';
@@ -44,6 +44,17 @@ export type Lookup =
   | { state: 'done'; outcome: Outcome }
   | { state: 'absent' };
 
+export interface LookupOptions {
+  /**
+   * Ask over a new connection of its own (the deciding look-up before a prompt is
+   * resubmitted). A server reads its connections in the order it accepted them, so this
+   * look-up is read after any POST whose connection was accepted before it; on a kept-alive
+   * connection it can be read first, by a server whose event loop was stalled meanwhile
+   * (docs/DESIGN.md "Fencing").
+   */
+  freshConnection?: boolean;
+}
+
 export interface ComfyClientOptions {
   timeoutMs: number;
   /** called after every request (metrics): route without ids, duration, outcome */
@@ -64,6 +75,8 @@ interface RequestInit {
   body?: string | Readable;
   /** see WriteOptions (before-write.ts) */
   beforeWrite?: () => void;
+  /** a connection to use instead of the pool (a deciding look-up's own, see lookup) */
+  via?: Dispatcher;
 }
 
 interface Reply {
@@ -153,7 +166,8 @@ export class ComfyClient {
     const check = init.beforeWrite;
     try {
       const { pool, prefix } = this.connection();
-      res = await (check ? withBeforeWrite(pool, check) : pool).request({
+      const d = init.via ?? pool;
+      res = await (check ? withBeforeWrite(d, check) : d).request({
         path: prefix + path,
         method,
         headers: init.headers,
@@ -262,8 +276,8 @@ export class ComfyClient {
     return this.queueNext;
   }
 
-  async queue() {
-    const parsed = QueueSchema.safeParse(await this.json('/queue'));
+  async queue(via?: Dispatcher) {
+    const parsed = QueueSchema.safeParse(await this.json('/queue', { via }));
     if (!parsed.success)
       throw new ComfyProtocolError(
         `ComfyUI ${this.baseUrl} answered GET /queue with an unknown shape`,
@@ -272,8 +286,8 @@ export class ComfyClient {
   }
 
   /** The history entry of a finished prompt, or null (pending, running, unknown, lost). */
-  async history(promptId: string) {
-    const body = await this.json(`/history/${encodeURIComponent(promptId)}`);
+  async history(promptId: string, via?: Dispatcher) {
+    const body = await this.json(`/history/${encodeURIComponent(promptId)}`, { via });
     if (!body || typeof body !== 'object') return null;
     const raw = (body as Record<string, unknown>)[promptId];
     if (raw === undefined) return null;
@@ -312,27 +326,39 @@ export class ComfyClient {
    * ComfyUI's mutex, so this order has no window where a finishing prompt is in neither
    * (comfyui-api.md §4.1, §10).
    */
-  async lookup(promptId: string): Promise<Lookup> {
+  async lookup(promptId: string, opts: LookupOptions = {}): Promise<Lookup> {
+    if (!opts.freshConnection) return this.lookupVia(promptId);
+    const { origin } = new URL(this.baseUrl);
+    const own = new Client(origin);
+    try {
+      return await this.lookupVia(promptId, own);
+    } finally {
+      await own.destroy().catch(() => undefined);
+    }
+  }
+
+  /** lookup on `via` (its own requests, not shared), or on the pool (/queue shared) */
+  private async lookupVia(promptId: string, via?: Dispatcher): Promise<Lookup> {
     if (await this.hasJobsApi()) {
-      const found = await this.lookupJob(promptId);
+      const found = await this.lookupJob(promptId, via);
       if (found) return found;
     }
-    const q = await this.sharedQueue();
+    const q = via ? await this.queue(via) : await this.sharedQueue();
     if (q.running.some((e) => e.promptId === promptId)) return { state: 'running' };
     const mine = q.pending.find((e) => e.promptId === promptId);
     if (mine) {
       const ahead = q.pending.filter((e) => e.number < mine.number).length + q.running.length;
       return { state: 'pending', position: ahead };
     }
-    const h = await this.history(promptId);
+    const h = await this.history(promptId, via);
     if (h) return { state: 'done', outcome: classifyHistory(h) };
     return { state: 'absent' };
   }
 
   /** The jobs API's answer, or undefined when the server turned out not to have it. */
-  private async lookupJob(promptId: string): Promise<Lookup | undefined> {
+  private async lookupJob(promptId: string, via?: Dispatcher): Promise<Lookup | undefined> {
     const path = `/api/jobs/${encodeURIComponent(promptId)}`;
-    const res = await this.request(path);
+    const res = await this.request(path, { via });
     const text = await this.readText(res, path);
     const body = safeJson(text);
     if (res.status === 404) {

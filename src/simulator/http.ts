@@ -6,6 +6,7 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
+import { setTimeout as delay } from 'node:timers/promises';
 import { WebSocketServer } from 'ws';
 import * as api from './api';
 import * as jobs from './jobs';
@@ -28,7 +29,15 @@ export interface HttpContext {
   readonly version: api.SimVersion;
   readonly host: string;
   port(): number;
+  /** the fault for POST /prompt (Simulator.slowPrompts), read when a request is */
+  slowPrompts(): SlowPrompts | undefined;
   readonly log: SimLogger;
+}
+
+/** A POST /prompt fault: queued, and answered, this long after the request was read. */
+export interface SlowPrompts {
+  queueAfterMs: number;
+  answerAfterMs: number;
 }
 
 interface Request {
@@ -156,17 +165,23 @@ function promptRoutes(ctx: HttpContext): Routes {
   return {
     '/prompt': {
       GET: () => api.getPrompt(inst()),
-      POST: async (r) =>
-        api.postPrompt(
+      POST: async (r) => {
+        const body = await r.body();
+        const slow = ctx.slowPrompts();
+        if (slow) await delay(slow.queueAfterMs);
+        const out = api.postPrompt(
           inst(),
           ctx.catalog,
-          await r.body(),
+          body,
           {
             version: ctx.version,
             duplicates: ctx.duplicatePromptIds,
           },
           custom,
-        ),
+        );
+        if (slow) await delay(Math.max(0, slow.answerAfterMs - slow.queueAfterMs));
+        return out;
+      },
     },
     '/queue': {
       GET: () => api.getQueue(inst()),

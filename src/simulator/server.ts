@@ -9,10 +9,13 @@
 import { createServer, type Server } from 'node:http';
 import type { Socket } from 'node:net';
 import type { DuplicatePromptIds, SimVersion } from './api';
+import type { SlowPrompts } from './http';
 import { loadCatalog } from './catalog';
 import { createFolders } from './files';
 import { createHttpHandlers } from './http';
 import { ComfyInstance, type SimLogger } from './instance';
+
+export type { SlowPrompts } from './http';
 
 export interface SimulatorOptions {
   /** TCP port; 0 picks a free one. @defaultValue 0 */
@@ -62,6 +65,12 @@ export interface Simulator {
    * the output directory and the executions counter. Connections are refused meanwhile.
    */
   restart(): Promise<void>;
+  /**
+   * A fault for the POST /prompt requests read from now on (undefined: none): the prompt is
+   * queued `queueAfterMs` after its request was read (a ComfyUI whose event loop is stalled)
+   * and answered `answerAfterMs` after it (an answer lost in transit, a client timeout).
+   */
+  slowPrompts(fault: SlowPrompts | undefined): void;
   /** Stops listening (connections refused, open ones dropped) without forgetting anything. */
   pause(): Promise<void>;
   /** Listens again on the same port after pause(). */
@@ -138,6 +147,7 @@ export async function createSimulator(opts: SimulatorOptions = {}): Promise<Simu
     });
   let instance = newInstance();
   let closed = false;
+  let slow: SlowPrompts | undefined;
 
   const handlers = createHttpHandlers({
     instance: () => instance,
@@ -148,6 +158,7 @@ export async function createSimulator(opts: SimulatorOptions = {}): Promise<Simu
     version: opts.version ?? '0.3.64',
     host,
     port: () => http.port(),
+    slowPrompts: () => slow,
     log,
   });
   const http = httpListener(handlers, host, opts.port ?? 0, () => instance.hub.closeAll());
@@ -168,6 +179,9 @@ export async function createSimulator(opts: SimulatorOptions = {}): Promise<Simu
       folders.resetTemp();
       instance = newInstance();
       if (wasListening && !closed) await http.listen();
+    },
+    slowPrompts(fault) {
+      slow = fault;
     },
     pause: http.stop,
     async resume() {

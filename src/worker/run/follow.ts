@@ -60,7 +60,8 @@ export async function follow(run: JobRun, afterSubmit: boolean): Promise<JobResu
 
 /**
  * ComfyUI does not know the prompt: the POST may still be in its validation, or the prompt
- * was lost (a restart). After SUBMIT_GRACE_MS it is submitted (again) under the same id.
+ * was lost (a restart). After SUBMIT_GRACE_MS, and a last look-up on a new connection, it is
+ * submitted (again) under the same id.
  * Unconfirmed (`submitting`, not posted by this run): a previous holder's fenced POST was
  * written before this pickup and may still land, so the wait is the take-over grace from
  * the pickup, on this process's clock (fence.ts). Resolves true when it was submitted.
@@ -73,6 +74,11 @@ async function resubmitIfLost(run: JobRun, absent: { since?: number }): Promise<
     ? fenceBounds(run.settings).takeoverGraceMs
     : run.settings.submitGraceMs;
   if (run.now() - since < grace) return false;
+  // the deciding look-up, on a connection of its own: ComfyUI reads it only after any POST
+  // of this prompt that reached it on a connection accepted before (ComfyClient.lookup);
+  // found, the prompt is followed from the next look-up on
+  if ((await run.client().lookup(run.promptId, { freshConnection: true })).state !== 'absent')
+    return false;
   const lost = !unconfirmed;
   run.log.warn(
     { promptId: state.promptId },

@@ -33,7 +33,9 @@ export async function takeSlot(run: JobRun): Promise<Lease> {
 /**
  * The instance that already knows this prompt id (pending, running or in history), or
  * undefined: `chosen` first (its error is thrown: its POST would fail the same way), then
- * the other healthy instances (their errors are logged: they are only searched).
+ * the other healthy instances (their errors are logged: they are only searched). Each
+ * look-up decides a submission, so it goes over a connection of its own
+ * (ComfyClient.lookup `freshConnection`).
  */
 export async function findPrompt(
   run: JobRun,
@@ -44,7 +46,8 @@ export async function findPrompt(
   const others = pool.healthyUrls().filter((url) => url !== chosen);
   for (const url of chosen ? [chosen, ...others] : others) {
     try {
-      if ((await pool.client(url).lookup(promptId)).state !== 'absent') return url;
+      const found = await pool.client(url).lookup(promptId, { freshConnection: true });
+      if (found.state !== 'absent') return url;
     } catch (err) {
       if (url === chosen) throw err;
       run.log.warn({ err, comfyuiUrl: url }, 'could not look for the prompt on this instance');
