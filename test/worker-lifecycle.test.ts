@@ -163,10 +163,8 @@ test('no ComfyUI instance healthy: a queued job waits in its worker (no attempt,
     (await instanceUp()) === 0 ? true : undefined,
   );
   const id = await sys.enqueue(tinyWorkflow('life-no-instance'));
-  await waitFor('the job to wait for a slot', async () =>
-    (await sys.queue.getJobLogs(id)).logs.some((l) => l.includes('no free ComfyUI slot'))
-      ? true
-      : undefined,
+  await waitFor('a worker to take the job', async () =>
+    ((await Job.fromId(sys.queue, id))?.attemptsStarted ?? 0) > 0 ? true : undefined,
   );
   // what is asserted is that nothing happens: over a lock duration and ten health probes,
   // it is not re-taken (before: every COMFYUI_HEALTH_INTERVAL_MS, each take an attempt and
@@ -177,6 +175,8 @@ test('no ComfyUI instance healthy: a queued job waits in its worker (no attempt,
   expect(waiting.attemptsStarted).toBe(1);
   expect(waiting.attemptsMade).toBe(0);
   expect(waiting.data.state.attempts).toBe(0);
+  const logged = (await sys.queue.getJobLogs(id)).logs;
+  expect(logged).toEqual([expect.stringContaining('no free ComfyUI slot')]);
   await sys.sim.resume();
   const job = await finished(id);
   expect(job.data.state).toMatchObject({ status: 'completed', attempts: 1 });
