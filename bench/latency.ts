@@ -33,7 +33,8 @@ import {
   type Summary,
 } from './lib';
 
-interface JobTimes {
+export interface JobTimes {
+  id: string;
   /** just before the POST */
   sent: number;
   /** POST answered */
@@ -160,12 +161,14 @@ export async function runJob(
   key: (queue: string, id: string) => string,
   queue: string,
   workflow: Workflow,
+  /** more fields of the request body (e.g. `inputs`) */
+  extra: Record<string, unknown> = {},
 ): Promise<JobTimes> {
   const sent = Date.now();
   const res = await fetch(`${apiUrl}/v1/jobs`, {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ workflow, jobType: 'bench' }),
+    body: JSON.stringify({ workflow, jobType: 'bench', ...extra }),
     signal: AbortSignal.timeout(10_000),
   });
   const answered = Date.now();
@@ -195,6 +198,7 @@ export async function runJob(
     : undefined;
   if (!timing) throw new Error(`job ${body.id} has no prompt in the simulator`);
   return {
+    id: body.id,
     sent,
     answered,
     enqueued: Number(timestamp),

@@ -25,6 +25,7 @@ import {
   type Figure,
   type Row,
 } from './lib';
+import { media } from './media';
 import { memory } from './memory';
 import { handoffCompletion, placement } from './placement';
 import { formatTable } from './report';
@@ -47,6 +48,7 @@ const FIGURES: Entry[] = [
   { id: 'latency', run: latency, budgetS: [150, 400] },
   { id: 'backlog', run: backlog, budgetS: [90, 300] },
   { id: 'placement', run: placement, budgetS: [90, 150] },
+  { id: 'media', run: media, budgetS: [90, 180] },
   { id: 'memory', run: memory, budgetS: [90, 180], parallel: true },
   { id: 'commands', run: commandsPerJob, budgetS: [90, 180], parallel: true },
   { id: 'idle', run: idleCommands, budgetS: [90, 150], parallel: true },

@@ -10,6 +10,7 @@ import { FAST_WORKER_ENV, startTestWorker } from './helpers/api-worker';
 import { startS3Server, type S3TestServer } from './helpers/s3-server';
 import { simVersion } from './helpers/system';
 import { waitFor } from './helpers/wait';
+import { img2imgWorkflow } from './helpers/workflows';
 import { killAll, spawnApi, spawnWorker, type WorkerProcess } from './helpers/worker-process';
 
 /**
@@ -20,11 +21,7 @@ import { killAll, spawnApi, spawnWorker, type WorkerProcess } from './helpers/wo
  * step leaves one execution and one stored copy per output.
  */
 
-const img2img = {
-  '1': { class_type: 'LoadImage', inputs: { image: 'face.png' } },
-  '2': { class_type: 'ImageInvert', inputs: { image: ['1', 0] } },
-  '3': { class_type: 'SaveImage', inputs: { images: ['2', 0], filename_prefix: 'inv' } },
-};
+const img2img = img2imgWorkflow();
 
 /** 16×16 pixels: every byte value 0–255 in R, reversed in G, a mix in B. */
 const W = 16;

@@ -15,6 +15,7 @@ import { FAST_WORKER_ENV } from './helpers/api-worker';
 import { startRedis, type RedisServer } from './helpers/redis-server';
 import { simVersion } from './helpers/system';
 import { waitFor } from './helpers/wait';
+import { uncompressedPngWorkflow } from './helpers/workflows';
 import { killAll, spawnApi, spawnWorker, type WorkerProcess } from './helpers/worker-process';
 
 /**
@@ -30,18 +31,6 @@ const LIMIT_MB = 64;
 const BIG = 8192;
 /** PNG rows: a filter byte and the RGB pixels; stored deflate adds a few bytes per 64 KiB */
 const BIG_RAW = BIG * (1 + BIG * 3);
-
-/** EmptyImage (side²) → SaveAnimatedPNG, uncompressed: a file of about 3·side² bytes */
-const uncompressedPng = (side: number, prefix: string) => ({
-  '1': {
-    class_type: 'EmptyImage',
-    inputs: { width: side, height: side, batch_size: 1, color: 0x336699 },
-  },
-  '2': {
-    class_type: 'SaveAnimatedPNG',
-    inputs: { images: ['1', 0], filename_prefix: prefix, fps: 6, compress_level: 0 },
-  },
-});
 
 /** `VmRSS` and `VmHWM` of a process, in bytes. */
 function memoryOf(pid: number): { rss: number; hwm: number } {
@@ -116,7 +105,7 @@ async function runAndDownload(side: number, prefix: string) {
   const res = await fetch(`${api.url}/v1/jobs`, {
     method: 'POST',
     headers: { 'Content-Type': 'application/json' },
-    body: JSON.stringify({ workflow: uncompressedPng(side, prefix) }),
+    body: JSON.stringify({ workflow: uncompressedPngWorkflow(side, prefix) }),
   });
   expect(res.status).toBe(202);
   const { id } = (await res.json()) as { id: string };

@@ -13,6 +13,7 @@ import { startApiHarness, type ApiHarness } from './helpers/api-harness';
 import { FAST_WORKER_ENV } from './helpers/api-worker';
 import { simVersion } from './helpers/system';
 import { waitFor } from './helpers/wait';
+import { img2imgWorkflow } from './helpers/workflows';
 
 /**
  * DESIGN "Media in": a URL input's host is checked again on the address it resolves to when
@@ -23,11 +24,6 @@ import { waitFor } from './helpers/wait';
  */
 
 const PNG = encodePng(2, 2, new Uint8Array(12).fill(200));
-const workflow = {
-  '1': { class_type: 'LoadImage', inputs: { image: 'face.png' } },
-  '2': { class_type: 'ImageInvert', inputs: { image: ['1', 0] } },
-  '3': { class_type: 'SaveImage', inputs: { images: ['2', 0], filename_prefix: 'inv' } },
-};
 /** the worker's DNS: one name, on loopback */
 const resolve: LookupAll = (host, _opts, cb) =>
   host === 'files.example.test'
@@ -73,7 +69,10 @@ async function run(allowPrivate: '0' | '1') {
   worker = await startImageWorker(config, { log, analytics: logAnalyticsSink(log), resolve });
   const res = await request(h.app)
     .post('/v1/jobs')
-    .send({ workflow, inputs: { 'face.png': { url: `http://files.example.test:${port}/x.png` } } });
+    .send({
+      workflow: img2imgWorkflow(),
+      inputs: { 'face.png': { url: `http://files.example.test:${port}/x.png` } },
+    });
   expect(res.status).toBe(202);
   return waitFor(
     `job ${res.body.id} finished`,

@@ -23,3 +23,29 @@ export function sleepWorkflow(
     '3': { class_type: 'SaveImage', inputs: { images: ['2', 0], filename_prefix: prefix } },
   };
 }
+
+/** LoadImage(`image`) → ImageInvert → SaveImage: img2img with one input file. */
+export function img2imgWorkflow(prefix = 'inv', image = 'face.png'): Workflow {
+  return {
+    '1': { class_type: 'LoadImage', inputs: { image } },
+    '2': { class_type: 'ImageInvert', inputs: { image: ['1', 0] } },
+    '3': { class_type: 'SaveImage', inputs: { images: ['2', 0], filename_prefix: prefix } },
+  };
+}
+
+/**
+ * EmptyImage (side²) → SaveAnimatedPNG with `compress_level` 0 (stored deflate blocks, as PIL
+ * writes them): a PNG of about `side · (1 + 3 · side)` bytes, a large output on demand.
+ */
+export function uncompressedPngWorkflow(side: number, prefix: string): Workflow {
+  return {
+    '1': {
+      class_type: 'EmptyImage',
+      inputs: { width: side, height: side, batch_size: 1, color: 0x336699 },
+    },
+    '2': {
+      class_type: 'SaveAnimatedPNG',
+      inputs: { images: ['1', 0], filename_prefix: prefix, fps: 6, compress_level: 0 },
+    },
+  };
+}

@@ -53,6 +53,7 @@ export async function copyOutputs(run: JobRun, outputs: JobOutput[]): Promise<Jo
   const storage = run.deps.media?.storage;
   if (!storage) return outputs;
   const copied: JobOutput[] = [];
+  const started = performance.now();
   for (const [n, o] of outputs.entries()) {
     const key = keys.output(run.jobId, n);
     const what = `output ${n} (${o.filename})`;
@@ -72,6 +73,9 @@ export async function copyOutputs(run: JobRun, outputs: JobOutput[]): Promise<Jo
       });
     }
   }
+  const bytes = copied.reduce((sum, o) => sum + (o.size ?? 0), 0);
+  const copyMs = Math.round((performance.now() - started) * 10) / 10;
+  run.log.info({ outputs: copied.length, bytes, copyMs }, 'outputs copied to storage');
   run.fault('after-outputs-copied');
   return copied;
 }
