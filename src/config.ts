@@ -198,6 +198,9 @@ const schema = z.object({
   INPUT_URL_ALLOW_PRIVATE: flag('INPUT_URL_ALLOW_PRIVATE', false),
   INPUT_URL_TIMEOUT_MS: positiveInt('INPUT_URL_TIMEOUT_MS', 30_000),
   OUTPUT_URL_TTL_S: nonNegativeInt('OUTPUT_URL_TTL_S', 3600),
+  USER_FAIRNESS: flag('USER_FAIRNESS', true),
+  USER_MAX_ACTIVE: nonNegativeInt('USER_MAX_ACTIVE', 0),
+  USER_MAX_QUEUED: nonNegativeInt('USER_MAX_QUEUED', 0),
   /** Test-only fault injection: exit the process at a named crash window (see processor). */
   COMFYQ_CRASH_AT: optionalString,
   /** Test-only fault injection: stop the process (SIGSTOP) once at a named point. */
@@ -277,6 +280,9 @@ function toConfig(e: z.infer<typeof schema>) {
     inputUrlAllowPrivate: e.INPUT_URL_ALLOW_PRIVATE,
     inputUrlTimeoutMs: e.INPUT_URL_TIMEOUT_MS,
     outputUrlTtlS: e.OUTPUT_URL_TTL_S,
+    userFairness: e.USER_FAIRNESS,
+    userMaxActive: e.USER_MAX_ACTIVE,
+    userMaxQueued: e.USER_MAX_QUEUED,
     pauseAt: e.COMFYQ_PAUSE_AT,
   };
 }

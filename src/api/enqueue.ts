@@ -13,7 +13,15 @@ import {
   type QueueSettings,
 } from '../queue';
 import { TimeoutError, withTimeout } from '../lifecycle';
-import { ApiError, OutcomeUnknownError, QueueUnavailableError } from './errors';
+import {
+  bullPriority,
+  fairCommands,
+  queueTag,
+  reserveQueued,
+  unreserveQueued,
+  type FairSettings,
+} from '../fair';
+import { ApiError, OutcomeUnknownError, QueueUnavailableError, UserQueueFullError } from './errors';
 import { indexEntry } from './job-index';
 import type { JobFields } from './parse-job';
 import { DEFAULT_JOB_TYPE } from './schemas';
@@ -29,7 +37,7 @@ import { DEFAULT_JOB_TYPE } from './schemas';
 
 /** Hash fields of our own on BullMQ's job hash (BullMQ ignores them and deletes them with it). */
 export const FINGERPRINT_FIELD = 'bodyHash';
-const TOKEN_FIELD = 'requestToken';
+export const TOKEN_FIELD = 'requestToken';
 
 /**
  * Runs after BullMQ's add in the same MULTI. The first request to create the job owns it
@@ -90,13 +98,20 @@ export function notApplied(err: unknown): boolean {
 
 export interface EnqueueDeps {
   queue: ImageQueue;
-  settings: Pick<QueueSettings, 'queuePrefix' | 'queueName'>;
+  settings: Pick<QueueSettings, 'queuePrefix' | 'queueName'> &
+    Partial<Pick<FairSettings, 'userFairness' | 'userMaxQueued'>>;
   budgetMs: number;
   now: () => number;
 }
 
 export function createEnqueue(deps: EnqueueDeps) {
   const { queue, settings, budgetMs, now } = deps;
+  const fair: FairSettings = {
+    ...settings,
+    userFairness: settings.userFairness ?? false,
+    userMaxQueued: settings.userMaxQueued ?? 0,
+    userMaxActive: 0,
+  };
 
   /** The stored fingerprint of an existing job, null for none; nothing is written. */
   async function existing(id: string): Promise<string | null | undefined> {
@@ -114,14 +129,17 @@ export function createEnqueue(deps: EnqueueDeps) {
     if (fields.metadata !== undefined) request.metadata = fields.metadata;
     if (job.owner !== undefined) request.owner = job.owner;
     const data = { ...newJobData(null, request, at, job.inputs), nodes: job.nodes };
+    const priority = bullPriority(fair, fields.priority);
     const opts = {
       ...queue.defaultJobOptions,
-      ...(fields.priority ? { priority: fields.priority } : {}),
+      ...(priority ? { priority } : {}),
       timestamp: at,
       jobId: id,
     };
     const client = await queue.backend.client;
     if (client.status !== 'ready') throw new QueueUnavailableError('an enqueue (not connected)');
+    if (fair.userMaxQueued > 0) await reserve(client, fields.userId, id, at);
+    if (fair.userFairness) fairCommands(client as never); // before the MULTI that uses them
     const multi = client.multi() as unknown as ChainableCommander;
     await new Job(queue, IMAGE_JOB_NAME, data, opts, id).addJob(multi as never);
     const token = randomBytes(12).toString('base64url');
@@ -136,19 +154,56 @@ export function createEnqueue(deps: EnqueueDeps) {
       token,
       index.member,
     );
+    if (fair.userFairness) {
+      queueTag(multi, fair, {
+        id,
+        userId: fields.userId,
+        priority,
+        tokenField: TOKEN_FIELD,
+        token,
+        now: at,
+      });
+    }
     try {
       const replies = await withTimeout('an enqueue', budgetMs, multi.exec());
-      const [addReply, own] = replies ?? [];
+      const [addReply, own, tag] = replies ?? [];
       if (addReply?.[0]) throw addReply[0];
       if (own?.[0]) throw own[0];
+      if (tag?.[0]) throw tag[0];
       const stored = own?.[1] as [string | null, string | null] | null;
       return stored && stored[0] !== null ? [stored[0], stored[1] === token ? 'mine' : ''] : null;
     } catch (err) {
       if (notApplied(err)) {
+        await unreserveQueued(client as never, fair, fields.userId, id).catch(() => undefined);
         throw new QueueUnavailableError('an enqueue', { cause: err });
       }
       throw new OutcomeUnknownError('an enqueue', id, { cause: err });
     }
+  }
+
+  /**
+   * USER_MAX_QUEUED (the user's override in the max-queued hash, else the default): a
+   * place is reserved before the add, or nothing is written.
+   */
+  async function reserve(
+    client: Awaited<ImageQueue['backend']['client']>,
+    userId: string | undefined,
+    id: string,
+    at: number,
+  ) {
+    let ok: boolean;
+    try {
+      ok = await withBudget(
+        reserveQueued(client as never, fair, userId, id, at),
+        budgetMs,
+        'a user queue check',
+      );
+    } catch (err) {
+      throw err instanceof QueueUnavailableError
+        ? err
+        : new QueueUnavailableError('a user queue check', { cause: err });
+    }
+    if (!ok) throw new UserQueueFullError(userId);
   }
 
   /**

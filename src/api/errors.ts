@@ -22,6 +22,7 @@ export type ApiErrorCode =
   | 'idempotency_key_reuse'
   | 'rate_limited'
   | 'queue_full'
+  | 'user_queue_full'
   | 'comfyui_unreachable'
   | 'range_not_satisfiable'
   | 'storage_unavailable'
@@ -74,6 +75,18 @@ export class QueueUnavailableError extends Error {
   }
 }
 
+/** USER_MAX_QUEUED: the user has as many waiting jobs as allowed; nothing was created. */
+export class UserQueueFullError extends Error {
+  /** seconds a client should wait before it tries again */
+  static readonly RETRY_AFTER_S = 10;
+  constructor(readonly userId: string | undefined) {
+    super(
+      `${userId === undefined ? 'anonymous jobs have' : `user ${JSON.stringify(userId)} has`} as many waiting jobs as USER_MAX_QUEUED allows; no job was created: retry after some have started`,
+    );
+    this.name = 'UserQueueFullError';
+  }
+}
+
 export const notFound = (what = 'no such resource') => new ApiError(404, 'not_found', what);
 
 export function sendError(res: Response, err: ApiError): void {
@@ -117,6 +130,11 @@ export function toApiError(err: unknown): ApiError {
       { 'Retry-After': '2' },
       err.jobId,
     );
+  }
+  if (err instanceof UserQueueFullError) {
+    return new ApiError(429, 'user_queue_full', err.message, undefined, {
+      'Retry-After': String(UserQueueFullError.RETRY_AFTER_S),
+    });
   }
   if (err instanceof BodyParserBusyError) {
     return new ApiError(503, 'server_busy', err.message, undefined, { 'Retry-After': '1' });

@@ -94,7 +94,9 @@ export function buildOpenApiDocument(opts: OpenApiOptions) {
             '415': error('unsupported_media_type: the body must be application/json'),
             '422': error('idempotency_key_reuse: the key was used with a different body'),
             ...common,
-            '429': error('rate_limited or queue_full (Retry-After says when to try again)'),
+            '429': error(
+              'rate_limited, queue_full or user_queue_full (Retry-After says when to try again)',
+            ),
             '503': error('queue_unavailable, or storage_unavailable (inputs)'),
           },
         },

@@ -52,6 +52,8 @@ export type ApiConfig = QueueConnectionConfig &
     | 'inputUrlAllowPrivate'
     | 'publicUrl'
     | 'outputUrlTtlS'
+    | 'userFairness'
+    | 'userMaxQueued'
   >;
 
 /** The app's dependencies that come from the services and the config (entry file and tests). */

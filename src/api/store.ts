@@ -9,6 +9,7 @@ import {
   type ImageQueue,
   type JobData,
 } from '../queue';
+import { fairKeys, unparkCancelled } from '../fair';
 import { withTimeout } from '../lifecycle';
 import { createEnqueue, notApplied, withBudget } from './enqueue';
 import { OutcomeUnknownError, QueueUnavailableError } from './errors';
@@ -33,6 +34,10 @@ export interface JobStoreSettings {
   queueName: string;
   /** the whole operation's budget; the contract promises an answer within 2 s */
   redisTimeoutMs?: number;
+  /** USER_FAIRNESS (round-robin order between users); off when not given */
+  userFairness?: boolean;
+  /** USER_MAX_QUEUED; 0 or not given: none */
+  userMaxQueued?: number;
 }
 
 export interface JobStoreDeps {
@@ -117,7 +122,7 @@ const SNAPSHOT_FIELDS = [
  * ARGV[2] jobs ahead. Plain jobs run before prioritized ones, which run in ZRANK order.
  *
  * KEYS: job hash, completed, failed, delayed, prioritized, active, wait, paused,
- * waiting-children (all under the queue's hash tag). ARGV: job id, scan bound (>= 1), then
+ * waiting-children, the prefix of the users' parked zsets (all under the queue's hash tag). ARGV: job id, scan bound (>= 1), then
  * the hash fields to read (HMGET: the workflow, however large, is never read).
  */
 const SNAPSHOT_LUA = `
@@ -145,7 +150,17 @@ else
   if index then state, ahead = "waiting", len - 1 - index
   elseif rcall("LPOS", KEYS[8], id) then state = "waiting"
   elseif rcall("ZSCORE", KEYS[9], id) then state = "waiting-children"
-  elseif len > bound then state, ahead = "waiting", bound
+  else
+    -- parked by USER_MAX_ACTIVE (src/fair): its user's parked jobs before it, then the
+    -- queue's jobs that run before its score when it is unparked
+    local user = rcall("HGET", KEYS[1], "fairUser")
+    local score = user and rcall("ZSCORE", KEYS[10] .. user, id)
+    if score then
+      state = "prioritized"
+      ahead = rcall("ZRANK", KEYS[10] .. user, id) + rcall("LLEN", KEYS[7])
+        + rcall("ZCOUNT", KEYS[5], "-inf", "(" .. score)
+    elseif len > bound then state, ahead = "waiting", bound
+    end
   end
 end
 return { state, ahead, hash }`;
@@ -184,7 +199,7 @@ export function createJobStore(deps: JobStoreDeps) {
   }
 
   const client = redis as IORedis & { comfyqSnapshot?: SnapshotScript };
-  client.defineCommand('comfyqSnapshot', { numberOfKeys: 9, lua: SNAPSHOT_LUA });
+  client.defineCommand('comfyqSnapshot', { numberOfKeys: 10, lua: SNAPSHOT_LUA });
   const k = queue.keys;
   const stateKeys = [
     k.completed,
@@ -195,6 +210,7 @@ export function createJobStore(deps: JobStoreDeps) {
     k.wait,
     k.paused,
     k['waiting-children'],
+    fairKeys(settings).parked(''),
   ];
 
   /**
@@ -349,7 +365,10 @@ export function createJobStore(deps: JobStoreDeps) {
       const job = new Job(queue, IMAGE_JOB_NAME, {}, {}, id);
       if (state === 'delayed') await job.promote();
       else if (state === 'waiting' || state === 'prioritized') {
-        await job.changePriority({ priority: 0, lifo: true });
+        // a job parked by USER_MAX_ACTIVE is in no BullMQ list: it is moved by src/fair
+        if (!(await unparkCancelled(redis, settings, id))) {
+          await job.changePriority({ priority: 0, lifo: true });
+        }
       }
     } catch {
       // not delayed/waiting any more: a worker has it or it finished; nothing to hurry

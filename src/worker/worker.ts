@@ -19,6 +19,7 @@ import {
   type JobResult,
 } from '../queue';
 import { createRedis, redisOptions, warnIfEvicting } from '../redis';
+import { createFairAdmission } from '../fair/admission';
 import { createJobWriter } from './persist';
 import { createLockProver } from './fence';
 import { createStorage } from '../storage';
@@ -55,6 +56,9 @@ export type WorkerConfig = QueueConnectionConfig &
     | 'uploadMaxBytes'
     | 'inputUrlAllowPrivate'
     | 'inputUrlTimeoutMs'
+    | 'userFairness'
+    | 'userMaxActive'
+    | 'userMaxQueued'
   >;
 
 export interface WorkerDeps {
@@ -174,7 +178,23 @@ export async function startImageWorker(
     notifyFinished: deps.notifyFinished,
   });
 
-  const worker = createBullWorker(config, settings, name, processor, log);
+  // USER_MAX_ACTIVE: admission before each job, slots freed as jobs end (src/fair)
+  const admission =
+    config.userMaxActive > 0
+      ? createFairAdmission(commands, config, config.stalledIntervalMs, log)
+      : undefined;
+  const worker = createBullWorker(
+    config,
+    settings,
+    name,
+    admission ? admission.wrap(processor) : processor,
+    log,
+  );
+  if (admission) {
+    scope.defer('fair sweep', () => admission.stop());
+    worker.on('completed', (job) => admission.onEnded(job));
+    worker.on('failed', (job) => admission.onEnded(job));
+  }
   let metricsServer: Server | undefined;
   scope.defer('worker', async () => {
     // hand active jobs back at once (they resume elsewhere), then stop; the sockets close
