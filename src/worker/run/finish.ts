@@ -4,6 +4,7 @@ import { MediaError } from '../../errors';
 import type { JobResult } from '../../queue';
 import { contentTypeOf } from '../../storage/content-type';
 import { keys } from '../../storage/media';
+import type { Storage } from '../../storage/types';
 import type { JobRun } from './job-run';
 import { JobFailure } from './types';
 
@@ -41,6 +42,8 @@ export async function finish(run: JobRun, outcome: Outcome): Promise<JobResult> 
 
 /** How long one output's /view download may take (a large video over a slow link). */
 const COPY_TIMEOUT_MS = 30 * 60_000;
+/** Outputs copied at once (each a /view download streamed into storage). */
+const COPY_CONCURRENCY = 8;
 
 /**
  * Copies every output from ComfyUI's /view to storage (DESIGN "Media out"), streaming,
@@ -52,32 +55,50 @@ const COPY_TIMEOUT_MS = 30 * 60_000;
 export async function copyOutputs(run: JobRun, outputs: JobOutput[]): Promise<JobOutput[]> {
   const storage = run.deps.media?.storage;
   if (!storage) return outputs;
-  const copied: JobOutput[] = [];
   const started = performance.now();
-  for (const [n, o] of outputs.entries()) {
-    const key = keys.output(run.jobId, n);
-    const what = `output ${n} (${o.filename})`;
-    try {
-      const view = await run.client().view(o, COPY_TIMEOUT_MS);
-      if (view.status !== 200) {
-        view.body.destroy();
-        throw new Error(`ComfyUI answered ${view.status} to /view`);
-      }
-      const contentType = view.contentType?.split(';')[0].trim() || contentTypeOf(o.filename);
-      const { size } = await storage.put(key, view.body, { contentType, signal: run.signal });
-      copied.push({ ...o, contentType, size, key });
-    } catch (err) {
-      const why = err instanceof Error ? err.message : String(err);
-      throw new MediaError('output_unavailable', `could not copy ${what}: ${why}`, true, {
-        cause: err,
-      });
+  const copied: JobOutput[] = new Array<JobOutput>(outputs.length);
+  let next = 0;
+  // a few copies at once: a batch of thousands of small images is bound by round trips
+  const copier = async () => {
+    for (let n = next++; n < outputs.length; n = next++) {
+      copied[n] = await copyOutput(run, storage, outputs[n], n);
     }
-  }
+  };
+  await Promise.all(Array.from({ length: Math.min(COPY_CONCURRENCY, outputs.length) }, copier));
   const bytes = copied.reduce((sum, o) => sum + (o.size ?? 0), 0);
   const copyMs = Math.round((performance.now() - started) * 10) / 10;
   run.log.info({ outputs: copied.length, bytes, copyMs }, 'outputs copied to storage');
   run.fault('after-outputs-copied');
   return copied;
+}
+
+async function copyOutput(
+  run: JobRun,
+  storage: Storage,
+  o: JobOutput,
+  n: number,
+): Promise<JobOutput> {
+  const key = keys.output(run.jobId, n);
+  try {
+    const view = await run.client().view(o, COPY_TIMEOUT_MS);
+    if (view.status !== 200) {
+      view.body.destroy();
+      throw new Error(`ComfyUI answered ${view.status} to /view`);
+    }
+    const contentType = view.contentType?.split(';')[0].trim() || contentTypeOf(o.filename);
+    const { size } = await storage.put(key, view.body, { contentType, signal: run.signal });
+    return { ...o, contentType, size, key };
+  } catch (err) {
+    const why = err instanceof Error ? err.message : String(err);
+    throw new MediaError(
+      'output_unavailable',
+      `could not copy output ${n} (${o.filename}): ${why}`,
+      true,
+      {
+        cause: err,
+      },
+    );
+  }
 }
 
 /** Saves the completed outcome with its return value (the webhook's delivery first). */
