@@ -27,6 +27,7 @@ import {
 } from './lib';
 import { media } from './media';
 import { memory } from './memory';
+import { outage } from './outage';
 import { handoffCompletion, placement } from './placement';
 import { formatTable } from './report';
 import { killRecovery, sigtermHandoff } from './recovery';
@@ -55,6 +56,7 @@ const FIGURES: Entry[] = [
   { id: 'kill', run: killRecovery, budgetS: [90, 240], parallel: true },
   { id: 'sigterm', run: sigtermHandoff, budgetS: [90, 150], parallel: true },
   { id: 'handoff-completion', run: handoffCompletion, budgetS: [120, 150], parallel: true },
+  { id: 'outage', run: outage, budgetS: [60, 90], parallel: true },
 ];
 
 async function main() {

@@ -18,7 +18,8 @@ test('1,000 jobs in flight on one worker process: all complete, nothing starves'
   process.stdout.write(`${formatManySummary(report)}\n`);
   expect(report.violations).toEqual([]);
   expect(report.completed).toBe(1000);
-  // every job was taken by the worker while the first prompts were still running
-  expect(report.allTakenMs).toBeLessThan(30_000);
+  // every job was taken by the worker while most prompts still waited in ComfyUI's queues
+  // (each instance runs 100 in a row): none waited for a worker slot until others finished
+  expect(report.completedWhenAllTaken).toBeLessThan(report.jobs / 2);
   expect(report.executionsPerInstance.every((n) => n >= 50)).toBe(true);
 }, 170_000);

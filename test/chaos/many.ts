@@ -37,6 +37,8 @@ export interface ManyReport {
   elapsedMs: number;
   /** from the first add until every job was active (taken by the worker) */
   allTakenMs?: number;
+  /** jobs already completed when every job had been taken (a count, not a time) */
+  completedWhenAllTaken?: number;
   completed: number;
   failed: number;
   /** pickup wait (processedOn − timestamp) */
@@ -159,7 +161,10 @@ export async function runMany(options: ManyOptions = {}): Promise<ManyReport> {
       const rss = rssMbOf(worker.proc.pid);
       report.rssMb.max = Math.max(report.rssMb.max, rss);
       const waiting = counts.waiting + counts.delayed + counts.prioritized;
-      if (report.allTakenMs === undefined && waiting === 0) report.allTakenMs = Date.now() - t0;
+      if (report.allTakenMs === undefined && waiting === 0) {
+        report.allTakenMs = Date.now() - t0;
+        report.completedWhenAllTaken = counts.completed;
+      }
       report.completed = counts.completed;
       report.failed = counts.failed;
       if (Date.now() - lastLog >= 10_000) {
@@ -233,7 +238,7 @@ export function formatManySummary(r: ManyReport): string {
     ['elapsed', s(r.elapsedMs)],
     [
       'all jobs taken by the worker',
-      `after ${s(r.allTakenMs)} (max pickup wait ${s(r.maxPickupWaitMs)})`,
+      `after ${s(r.allTakenMs)}, ${r.completedWhenAllTaken ?? '?'} completed by then (max pickup wait ${s(r.maxPickupWaitMs)})`,
     ],
     ['longest job (add → finish)', s(r.maxJobMs)],
     [
