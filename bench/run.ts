@@ -15,6 +15,7 @@ import { apiEnqueue } from './api-enqueue';
 import { backlog } from './backlog';
 import { commandsPerJob, idleCommands } from './commands';
 import { latency } from './latency';
+import { list } from './list';
 import {
   errorText,
   machineInfo,
@@ -50,6 +51,7 @@ const FIGURES: Entry[] = [
   { id: 'backlog', run: backlog, budgetS: [90, 300] },
   { id: 'placement', run: placement, budgetS: [90, 150] },
   { id: 'media', run: media, budgetS: [90, 180] },
+  { id: 'list', run: list, budgetS: [120, 400] },
   { id: 'memory', run: memory, budgetS: [90, 180], parallel: true },
   { id: 'commands', run: commandsPerJob, budgetS: [90, 180], parallel: true },
   { id: 'idle', run: idleCommands, budgetS: [90, 150], parallel: true },

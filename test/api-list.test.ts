@@ -245,3 +245,43 @@ describe('GET /v1/jobs: the job list', () => {
     }
   });
 });
+
+describe('GET /v1/jobs with API keys', () => {
+  let h: ApiHarness;
+  beforeAll(async () => {
+    h = await startApiHarness({ env: { API_KEYS: 'a:key-a,b:key-b,ops:key-ops,key-root' } });
+  });
+  afterAll(async () => {
+    await h?.close();
+  });
+  const as = (key: string) => ({ Authorization: `Bearer ${key}` });
+  const post = async (key: string, userId: string) =>
+    (
+      await request(h.app)
+        .post('/v1/jobs')
+        .set(as(key))
+        .send({ workflow: JSON.parse(workflowJson), userId })
+        .expect(202)
+    ).body.id as string;
+  const list = async (key: string, query: Record<string, string> = {}) =>
+    (
+      (await request(h.app).get('/v1/jobs').set(as(key)).query(query).expect(200)).body
+        .jobs as JobView[]
+    )
+      .map((v) => v.id)
+      .sort();
+
+  it('a scoped key lists only the jobs it submitted; an admin key lists all', async () => {
+    const aShared = await post('key-a', 'shared');
+    const a = [aShared, await post('key-a', 'alice')].sort();
+    const b = [await post('key-b', 'shared')];
+    expect(await list('key-a')).toEqual(a);
+    expect(await list('key-b')).toEqual(b);
+    expect(await list('key-a', { userId: 'shared' })).toEqual([aShared]);
+    expect(await list('key-b', { userId: 'alice' })).toEqual([]);
+    expect(await list('key-ops')).toEqual([]);
+    expect(await list('key-root')).toEqual([...a, ...b].sort());
+    expect(await list('key-root', { userId: 'shared' })).toHaveLength(2);
+    await request(h.app).get('/v1/jobs').expect(401);
+  });
+});
