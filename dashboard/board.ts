@@ -19,7 +19,8 @@ export interface DashboardQueue {
   // Bull Board reads any BullMQ queue; the job types do not matter to it
   // eslint-disable-next-line @typescript-eslint/no-explicit-any
   queue: Queue<any, any, any>;
-  description: string;
+  /** a fixed text, or one read each time Bull Board asks (e.g. the top users' jobs) */
+  description: string | (() => string);
   /**
    * The image-job queue: shown through ImageJobsAdapter (names, progress bar, readable
    * times, output links), and its failed jobs may be retried from the board. Every other
@@ -56,11 +57,15 @@ export function createDashboard(opts: DashboardOptions): Dashboard | undefined {
   // must equal the mount path, or the page stays on "Loading" (bull-board#543)
   serverAdapter.setBasePath(DASHBOARD_PATH);
   createBullBoard({
-    queues: opts.queues.map((q) =>
-      q.imageJobs
-        ? new ImageJobsAdapter(q.queue, { description: q.description })
-        : new BullMQAdapter(q.queue, { readOnlyMode: true, description: q.description }),
-    ),
+    queues: opts.queues.map((q) => {
+      const d = q.description;
+      const description = typeof d === 'string' ? d : d();
+      const adapter = q.imageJobs
+        ? new ImageJobsAdapter(q.queue, { description })
+        : new BullMQAdapter(q.queue, { readOnlyMode: true, description });
+      if (typeof d === 'function') adapter.getDescription = d;
+      return adapter;
+    }),
     serverAdapter,
     options: {
       uiConfig: {

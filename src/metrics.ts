@@ -123,6 +123,31 @@ export function registerQueueDepth(
   });
 }
 
+/**
+ * Jobs of the users with the most (src/fair `topUsers`: waiting, parked, active), read from
+ * Redis when scraped; only the top `top` users get series, so the label set stays bounded.
+ * Series of users no longer among them are dropped at each scrape.
+ */
+export function registerUserJobs(
+  metrics: { registry: Registry },
+  read: () => Promise<{ user: string; waiting: number; active: number; parked: number }[]>,
+) {
+  new Gauge({
+    name: 'comfyui_user_jobs',
+    help: 'Jobs of the users with the most, by state (waiting, parked, active)',
+    labelNames: ['user', 'state'],
+    registers: [metrics.registry],
+    async collect() {
+      const users = await read();
+      this.reset();
+      for (const u of users) {
+        for (const state of ['waiting', 'parked', 'active'] as const)
+          this.set({ user: u.user, state }, u[state]);
+      }
+    },
+  });
+}
+
 /** Turns job events into counter and histogram updates. */
 export function metricsSink(m: Metrics): AnalyticsSink {
   return {

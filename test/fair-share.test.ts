@@ -1,6 +1,7 @@
 import request from 'supertest';
 import { idempotentJobId } from '../src/api/enqueue';
-import { fairKeys } from '../src/fair';
+import { fairKeys, topUsers, userSummary } from '../src/fair';
+import { createApiMetrics, registerUserJobs } from '../src/metrics';
 import { createSimulator, type Simulator } from '../src/simulator/server';
 import type { ImageWorker } from '../src/worker/worker';
 import { startApiHarness, type ApiHarness } from './helpers/api-harness';
@@ -142,5 +143,17 @@ describe('USER_MAX_QUEUED', () => {
         .status,
     ).toBe(429);
     expect(await client.zcard(k.prioritized)).toBe(6);
+
+    // /metrics and Bull Board's description: waiting and active jobs of the top users
+    const metrics = createApiMetrics();
+    registerUserJobs(metrics, () => topUsers(client, h.config, 10));
+    const text = await metrics.registry.metrics();
+    expect(text).toContain('comfyui_user_jobs{user="U",state="waiting"} 4');
+    expect(text).toContain('comfyui_user_jobs{user="",state="waiting"} 1');
+    expect(text).toContain('comfyui_user_jobs{user="V",state="active"} 0');
+    const describe = userSummary(client, h.config, 'jobs', 0);
+    describe();
+    await waitFor('the summary', async () => describe() !== 'jobs');
+    expect(describe()).toBe('jobs · top users (waiting/active): U 4/0, (anonymous) 1/0, V 1/0');
   });
 });

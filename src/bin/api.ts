@@ -14,7 +14,8 @@ import { loadConfig, type Config } from '../config';
 import { processScope } from '../lifecycle';
 import { createLogger, type Logger } from '../logger';
 import { describeRedis } from '../redis';
-import { createApiMetrics, metricsHandler, registerQueueDepth } from '../metrics';
+import { topUsers, userSummary } from '../fair';
+import { createApiMetrics, metricsHandler, registerQueueDepth, registerUserJobs } from '../metrics';
 import { startRetentionCleaner } from '../queue';
 import { createWebhookQueue } from '../webhooks/queue';
 import pkg from '../../package.json';
@@ -77,12 +78,17 @@ function createHttpApp(
 ) {
   const metrics = createApiMetrics();
   registerQueueDepth(metrics, [services.queue, webhookQueue]);
+  registerUserJobs(metrics, () => topUsers(services.redis, config, 10));
 
   const dashboard = createDashboard({
     user: config.dashboardUser,
     password: config.dashboardPassword,
     queues: [
-      { queue: services.queue, description: 'ComfyUI image generation jobs', imageJobs: true },
+      {
+        queue: services.queue,
+        description: userSummary(services.redis, config, 'ComfyUI image generation jobs'),
+        imageJobs: true,
+      },
       { queue: webhookQueue, description: 'Webhook deliveries' },
     ],
     log,

@@ -297,3 +297,35 @@ export async function topUsers(
     .sort((a, b) => size(b) - size(a))
     .slice(0, top);
 }
+
+/**
+ * A one-line summary of the top users for Bull Board's queue description, refreshed in the
+ * background when read and older than `maxAgeMs` (Bull Board reads it on every poll).
+ */
+export function userSummary(
+  client: Client,
+  s: Pick<FairSettings, 'queuePrefix' | 'queueName'>,
+  base: string,
+  maxAgeMs = 5_000,
+): () => string {
+  let line = base;
+  let at = 0;
+  let busy = false;
+  const refresh = async () => {
+    busy = true;
+    try {
+      const users = await topUsers(client, s, 5);
+      const list = users.map((u) => `${userLabel(u.user)} ${u.waiting + u.parked}/${u.active}`);
+      line = list.length ? `${base} · top users (waiting/active): ${list.join(', ')}` : base;
+    } catch {
+      // Redis down: keep the last line
+    } finally {
+      at = Date.now();
+      busy = false;
+    }
+  };
+  return () => {
+    if (!busy && Date.now() - at > maxAgeMs) void refresh();
+    return line;
+  };
+}
