@@ -1,11 +1,10 @@
-import type { IncomingHttpHeaders } from 'node:http';
 import type { Readable } from 'node:stream';
 import { multipartBody } from './multipart';
-import { Client, Pool, type Dispatcher } from 'undici';
-import { withBeforeWrite, WriteRefused, type WriteOptions } from './before-write';
+import { Client, type Dispatcher } from 'undici';
+import type { WriteOptions } from './before-write';
 import { z } from 'zod';
-import { ComfyHttpError, ComfyProtocolError, ComfyUnreachableError } from '../errors';
-import { TimeoutError, withTimeout } from '../lifecycle';
+import { ComfyHttpError, ComfyProtocolError } from '../errors';
+import { ComfyHttp, firstHeader, parseJson, safeJson, type ComfyClientOptions } from './http';
 import {
   HistoryEntrySchema,
   JobListSchema,
@@ -17,11 +16,9 @@ import {
 } from './protocol';
 
 /**
- * HTTP client for one ComfyUI instance. Bare paths (no /api prefix) reach every version.
- * Every request has a timeout; transport failures become ComfyUnreachableError and
- * unexpected statuses ComfyHttpError, so callers can classify retryable vs permanent.
- * Requests go through undici's `request()` on a keep-alive Pool per instance (a fraction of
- * fetch's CPU per call); close() releases its connections.
+ * ComfyUI's HTTP protocol for one instance (comfyui-api.md): submit, queue, history, the
+ * jobs API, look-ups, cancel, uploads and downloads. Bare paths (no /api prefix) reach every
+ * version. The transport, its timeouts and its error classes are in ./http.
  */
 
 export interface SubmitRequest {
@@ -37,6 +34,8 @@ export type SubmitResult =
   | { kind: 'duplicate' }
   /** 400: the workflow is invalid; `body` is ComfyUI's error object */
   | { kind: 'invalid'; body: unknown };
+
+export type { ComfyClientOptions } from './http';
 
 export type Lookup =
   | { state: 'pending'; position: number }
@@ -55,12 +54,6 @@ export interface LookupOptions {
   freshConnection?: boolean;
 }
 
-export interface ComfyClientOptions {
-  timeoutMs: number;
-  /** called after every request (metrics): route without ids, duration, outcome */
-  observe?: (route: string, ms: number, outcome: 'ok' | 'http_error' | 'unreachable') => void;
-}
-
 /** One GET /view answer: the caller streams or destroys `body` (it holds a pooled connection). */
 export interface ViewResponse {
   status: number;
@@ -69,31 +62,6 @@ export interface ViewResponse {
   body: Readable;
 }
 
-interface RequestInit {
-  method?: 'GET' | 'POST';
-  headers?: Record<string, string>;
-  body?: string | Readable;
-  /** see WriteOptions (before-write.ts) */
-  beforeWrite?: () => void;
-  /** a connection to use instead of the pool (a deciding look-up's own, see lookup) */
-  via?: Dispatcher;
-}
-
-interface Reply {
-  status: number;
-  ok: boolean;
-  headers: IncomingHttpHeaders;
-  body: Dispatcher.ResponseData['body'];
-  /** stops the request's timeout (once the body is read or closed) */
-  done(): void;
-  /** whether the timeout fired (a body read it aborted reports the timeout) */
-  timedOut(): boolean;
-  timeoutMs: number;
-}
-
-/** Keep-alive connections per ComfyUI instance; far above any realistic number in flight. */
-const MAX_CONNECTIONS = 64;
-
 const UploadedSchema = z.object({
   name: z.string().min(1),
   subfolder: z.string().optional(),
@@ -101,137 +69,27 @@ const UploadedSchema = z.object({
 });
 
 export class ComfyClient {
-  /** created on first use, so a malformed URL fails like any request (ComfyUnreachableError) */
-  private dispatcher?: { pool: Pool; prefix: string };
-  private closed = false;
+  private readonly http: ComfyHttp;
 
   constructor(
     readonly baseUrl: string,
-    private readonly opts: ComfyClientOptions,
-  ) {}
-
-  private connection(): { pool: Pool; prefix: string } {
-    if (this.closed) throw new Error('ComfyClient is closed');
-    if (!this.dispatcher) {
-      const url = new URL(this.baseUrl);
-      this.dispatcher = {
-        pool: new Pool(url.origin, { connections: MAX_CONNECTIONS }),
-        prefix: url.pathname.replace(/\/+$/, ''),
-      };
-    }
-    return this.dispatcher;
+    opts: ComfyClientOptions,
+  ) {
+    this.http = new ComfyHttp(baseUrl, opts);
   }
 
   /**
    * Closes the keep-alive connections. Requests still in flight may finish for up to
    * `graceMs`, then they are aborted (ComfyUnreachableError); later requests fail the same way.
    */
-  async close(graceMs = 1_000): Promise<void> {
-    this.closed = true;
-    const pool = this.dispatcher?.pool;
-    if (!pool) return;
-    try {
-      await withTimeout('closing the connections', graceMs, pool.close());
-    } catch (err) {
-      if (!(err instanceof TimeoutError)) throw err;
-      await pool.destroy();
-    }
-  }
-
-  /**
-   * One request; its timeout runs until `done()` and aborts the body read too (as fetch's
-   * signal did). The caller must read or destroy the body, and call `done()`.
-   */
-  private async request(
-    path: string,
-    init: RequestInit = {},
-    timeoutMs = this.opts.timeoutMs,
-  ): Promise<Reply> {
-    const started = performance.now();
-    const method = init.method ?? 'GET';
-    // the route without ids, for metrics
-    const route = `${method} ${path
-      .replace(/^\/(history|view)[/?].*$/, '/$1')
-      .replace(/^\/api\/jobs\/[^/?]+/, '/api/jobs/{id}')
-      .replace(/\?.*$/, '')}`;
-    const abort = new AbortController();
-    let timedOut = false;
-    const timer = setTimeout(() => {
-      timedOut = true;
-      abort.abort(new DOMException('The operation was aborted due to timeout', 'TimeoutError'));
-    }, timeoutMs);
-    timer.unref();
-    const done = () => clearTimeout(timer);
-    let res: Dispatcher.ResponseData;
-    const check = init.beforeWrite;
-    try {
-      const { pool, prefix } = this.connection();
-      const d = init.via ?? pool;
-      res = await (check ? withBeforeWrite(d, check) : d).request({
-        path: prefix + path,
-        method,
-        headers: init.headers,
-        body: init.body,
-        signal: abort.signal,
-      });
-    } catch (err) {
-      done();
-      if (err instanceof WriteRefused) throw err.reason; // nothing was sent
-      this.opts.observe?.(route, performance.now() - started, 'unreachable');
-      if (timedOut) throw new ComfyUnreachableError(this.baseUrl, path, { timeoutMs });
-      throw new ComfyUnreachableError(this.baseUrl, path, { cause: err });
-    }
-    const status = res.statusCode;
-    const ok = status >= 200 && status < 300;
-    this.opts.observe?.(
-      route,
-      performance.now() - started,
-      ok || status === 400 || status === 409 ? 'ok' : 'http_error',
-    );
-    return {
-      status,
-      ok,
-      headers: res.headers,
-      body: res.body,
-      done,
-      timedOut: () => timedOut,
-      timeoutMs,
-    };
-  }
-
-  private async json(path: string, init?: RequestInit): Promise<unknown> {
-    const res = await this.request(path, init);
-    const text = await this.readText(res, path);
-    if (!res.ok) throw new ComfyHttpError(this.baseUrl, path, res.status, text.slice(0, 2000));
-    return parseJson(text, this.baseUrl, path);
-  }
-
-  private async readText(res: Reply, path: string): Promise<string> {
-    try {
-      return await res.body.text();
-    } catch (err) {
-      if (res.timedOut())
-        throw new ComfyUnreachableError(this.baseUrl, path, { timeoutMs: res.timeoutMs });
-      throw new ComfyUnreachableError(this.baseUrl, path, { cause: err });
-    } finally {
-      res.done();
-    }
-  }
-
-  private async postNoContent(path: string, body: unknown): Promise<void> {
-    const res = await this.request(path, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify(body),
-    });
-    await this.readText(res, path);
-    if (!res.ok) throw new ComfyHttpError(this.baseUrl, path, res.status, undefined);
+  close(graceMs = 1_000): Promise<void> {
+    return this.http.close(graceMs);
   }
 
   /** POST /prompt with a client-chosen prompt id (comfyui-api.md §2). */
   async submit(req: SubmitRequest, opts: WriteOptions = {}): Promise<SubmitResult> {
     const path = '/prompt';
-    const res = await this.request(path, {
+    const res = await this.http.request(path, {
       beforeWrite: opts.beforeWrite,
       method: 'POST',
       headers: { 'content-type': 'application/json' },
@@ -242,7 +100,7 @@ export class ComfyClient {
         extra_data: req.extraData,
       }),
     });
-    const text = await this.readText(res, path);
+    const text = await this.http.readText(res, path);
     if (res.status === 409) return { kind: 'duplicate' };
     if (res.status === 400) return { kind: 'invalid', body: safeJson(text) ?? text };
     if (!res.ok) throw new ComfyHttpError(this.baseUrl, path, res.status, text.slice(0, 2000));
@@ -277,7 +135,7 @@ export class ComfyClient {
   }
 
   async queue(via?: Dispatcher) {
-    const parsed = QueueSchema.safeParse(await this.json('/queue', { via }));
+    const parsed = QueueSchema.safeParse(await this.http.json('/queue', { via }));
     if (!parsed.success)
       throw new ComfyProtocolError(
         `ComfyUI ${this.baseUrl} answered GET /queue with an unknown shape`,
@@ -287,7 +145,7 @@ export class ComfyClient {
 
   /** The history entry of a finished prompt, or null (pending, running, unknown, lost). */
   async history(promptId: string, via?: Dispatcher) {
-    const body = await this.json(`/history/${encodeURIComponent(promptId)}`, { via });
+    const body = await this.http.json(`/history/${encodeURIComponent(promptId)}`, { via });
     if (!body || typeof body !== 'object') return null;
     const raw = (body as Record<string, unknown>)[promptId];
     if (raw === undefined) return null;
@@ -306,7 +164,7 @@ export class ComfyClient {
    * asked once per instance with `GET /api/jobs?limit=1`; a failed probe is asked again.
    */
   hasJobsApi(): Promise<boolean> {
-    this.jobsApiProbe ??= this.json('/api/jobs?limit=1').then(
+    this.jobsApiProbe ??= this.http.json('/api/jobs?limit=1').then(
       (body) => JobListSchema.safeParse(body).success,
       (err: unknown) => {
         this.jobsApiProbe = undefined;
@@ -358,8 +216,8 @@ export class ComfyClient {
   /** The jobs API's answer, or undefined when the server turned out not to have it. */
   private async lookupJob(promptId: string, via?: Dispatcher): Promise<Lookup | undefined> {
     const path = `/api/jobs/${encodeURIComponent(promptId)}`;
-    const res = await this.request(path, { via });
-    const text = await this.readText(res, path);
+    const res = await this.http.request(path, { via });
+    const text = await this.http.readText(res, path);
     const body = safeJson(text);
     if (res.status === 404) {
       if (body && typeof body === 'object' && 'error' in body) return { state: 'absent' };
@@ -392,12 +250,12 @@ export class ComfyClient {
 
   /** Removes pending prompts (running ones are unaffected). */
   deleteFromQueue(promptIds: string[]): Promise<void> {
-    return this.postNoContent('/queue', { delete: promptIds });
+    return this.http.postNoContent('/queue', { delete: promptIds });
   }
 
   /** Interrupts the prompt if it is running (servers < 0.3.57 interrupt whatever runs). */
   interrupt(promptId: string): Promise<void> {
-    return this.postNoContent('/interrupt', { prompt_id: promptId });
+    return this.http.postNoContent('/interrupt', { prompt_id: promptId });
   }
 
   /**
@@ -406,7 +264,7 @@ export class ComfyClient {
    */
   async cancel(promptId: string): Promise<void> {
     if (await this.hasJobsApi()) {
-      await this.json(`/api/jobs/${encodeURIComponent(promptId)}/cancel`, {
+      await this.http.json(`/api/jobs/${encodeURIComponent(promptId)}/cancel`, {
         method: 'POST',
         headers: { 'content-type': 'application/json' },
         body: '{}',
@@ -432,7 +290,7 @@ export class ComfyClient {
       { type: 'input', subfolder: opts.subfolder, overwrite: String(opts.overwrite) },
       { field: 'image', ...file },
     );
-    const res = await this.request(
+    const res = await this.http.request(
       path,
       {
         method: 'POST',
@@ -442,7 +300,7 @@ export class ComfyClient {
       },
       timeoutMs,
     );
-    const text = await this.readText(res, path);
+    const text = await this.http.readText(res, path);
     if (!res.ok) throw new ComfyHttpError(this.baseUrl, path, res.status, text.slice(0, 2000));
     const parsed = UploadedSchema.safeParse(safeJson(text));
     if (!parsed.success) {
@@ -461,7 +319,7 @@ export class ComfyClient {
       subfolder: file.subfolder,
       type: file.type,
     });
-    const res = await this.request(`/view?${qs}`, {}, timeoutMs);
+    const res = await this.http.request(`/view?${qs}`, {}, timeoutMs);
     res.body.once('close', res.done);
     res.body.on('error', () => {}); // a caller's destroy() must not become an uncaught 'error'
     return {
@@ -473,31 +331,6 @@ export class ComfyClient {
   }
 
   async systemStats(): Promise<unknown> {
-    return this.json('/system_stats');
-  }
-}
-
-function firstHeader(value: string | string[] | undefined): string | undefined {
-  return Array.isArray(value) ? value[0] : value;
-}
-
-function safeJson(text: string): unknown {
-  try {
-    return JSON.parse(text);
-  } catch {
-    return undefined;
-  }
-}
-
-function parseJson(text: string, baseUrl: string, path: string): unknown {
-  try {
-    return JSON.parse(text);
-  } catch (err) {
-    throw new ComfyProtocolError(
-      `ComfyUI ${baseUrl} answered ${path} with something that is not JSON`,
-      {
-        cause: err,
-      },
-    );
+    return this.http.json('/system_stats');
   }
 }
