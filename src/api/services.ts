@@ -108,6 +108,38 @@ function throttled(log: Logger, what: string, everyMs = 10_000) {
   };
 }
 
+/** Redis must be up before the API listens: wait (reconnecting every ≤ 2 s), saying so. */
+async function waitForRedis(config: ApiConfig, queue: ImageQueue, redis: IORedis, log: Logger) {
+  const waiting = setTimeout(
+    () => log.warn({ redis: describeRedis(config) }, 'waiting for Redis to accept connections'),
+    2_000,
+  );
+  try {
+    await queue.waitUntilReady();
+    if (redis.status !== 'ready') await once(redis, 'ready');
+    await warnIfEvicting(redis, log);
+  } finally {
+    clearTimeout(waiting);
+  }
+}
+
+/** The retention sweep of stored files: a job's files go once its job is gone. */
+function storageSweep(config: ApiConfig, storage: Storage, redis: IORedis, log: Logger) {
+  return {
+    storage,
+    jobsExist: async (ids: string[]) => {
+      const pipe = redis.pipeline();
+      for (const id of ids) pipe.exists(jobKey(config, id));
+      const replies = (await pipe.exec()) ?? [];
+      // an error reads as "exists": nothing is removed on doubt
+      return ids.map((_, i) => replies[i]?.[0] != null || replies[i]?.[1] === 1);
+    },
+    retentionMs: config.retentionMs,
+    intervalMs: config.cleanIntervalMs,
+    log,
+  };
+}
+
 export async function createApiServices(config: ApiConfig, log: Logger): Promise<ApiServices> {
   const settings = { ...config, connectionName: `api-${process.pid}` };
   const scope = new Scope({
@@ -130,18 +162,7 @@ export async function createApiServices(config: ApiConfig, log: Logger): Promise
   const close = () => scope.close();
 
   try {
-    // Redis must be up before we listen: wait (reconnecting every ≤ 2 s), saying so
-    const waiting = setTimeout(
-      () => log.warn({ redis: describeRedis(config) }, 'waiting for Redis to accept connections'),
-      2_000,
-    );
-    try {
-      await queue.waitUntilReady();
-      if (redis.status !== 'ready') await once(redis, 'ready');
-      await warnIfEvicting(redis, log);
-    } finally {
-      clearTimeout(waiting);
-    }
+    await waitForRedis(config, queue, redis, log);
 
     // SSE: one QueueEvents (a blocking XREAD connection that waits out outages)
     const queueEvents = new QueueEvents(config.queueName, {
@@ -184,20 +205,7 @@ export async function createApiServices(config: ApiConfig, log: Logger): Promise
 
     const storage = createStorage(config.storage, config.s3);
     scope.defer('storage', () => storage.close());
-    const stopSweeper = startStorageSweeper({
-      storage,
-      jobsExist: async (ids) => {
-        const pipe = redis.pipeline();
-        for (const id of ids) pipe.exists(jobKey(config, id));
-        const replies = (await pipe.exec()) ?? [];
-        // an error reads as "exists": nothing is removed on doubt
-        return ids.map((_, i) => replies[i]?.[0] != null || replies[i]?.[1] === 1);
-      },
-      retentionMs: config.retentionMs,
-      intervalMs: config.cleanIntervalMs,
-      log,
-    });
-    scope.defer('storage sweeper', stopSweeper);
+    scope.defer('storage sweeper', startStorageSweeper(storageSweep(config, storage, redis, log)));
     const rateLimiter = rateLimit(redis, {
       ...config,
       keyPrefix: `${config.queuePrefix}:${config.queueName}:ratelimit`,

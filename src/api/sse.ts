@@ -1,3 +1,4 @@
+import { errorText } from '../lifecycle';
 import type { Request, Response } from 'express';
 import type IORedis from 'ioredis';
 import type { QueueEvents } from 'bullmq';
@@ -88,6 +89,26 @@ export interface StreamDeps {
 /** The SSE event name for a view: the terminal status, else `progress`. */
 const eventName = (v: JobView) => (isTerminalStatus(v.status) ? v.status : 'progress');
 
+/**
+ * Answers the stream's headers, or 204 to an EventSource that already saw the job's terminal
+ * event (its id is the status): it reconnects after the server ends a stream, and 204 tells it
+ * to stop. Returns whether the stream is open.
+ */
+function openStream(req: Request, res: Response, first: JobView): boolean {
+  if (isTerminalStatus(first.status) && req.headers['last-event-id'] === first.status) {
+    res.status(204).end();
+    return false;
+  }
+  res.status(200);
+  res.setHeader('Content-Type', 'text/event-stream; charset=utf-8');
+  res.setHeader('Cache-Control', 'no-cache, no-transform');
+  res.setHeader('Connection', 'keep-alive');
+  res.setHeader('X-Accel-Buffering', 'no'); // no proxy buffering (nginx, Fly)
+  res.flushHeaders();
+  res.write('retry: 3000\n\n');
+  return true;
+}
+
 export async function streamJobEvents(
   req: Request,
   res: Response,
@@ -101,36 +122,16 @@ export async function streamJobEvents(
   let last = '';
   // subscribe before the first read, so nothing between the read and the subscription is lost
   const unsubscribe = deps.hub.subscribe(id, () => void refresh());
-  let first: JobView | null;
-  try {
-    first = await deps.readView(id);
-  } catch (err) {
+  // a failed read: headers not sent yet, the error handler answers 503 as JSON
+  const first = await deps.readView(id).catch((err: unknown) => {
     unsubscribe();
-    throw err; // headers not sent yet: the error handler answers 503 as JSON
-  }
-  if (req.destroyed) {
+    throw err;
+  });
+  if (!first || req.destroyed || !openStream(req, res, first)) {
     unsubscribe();
+    if (!first && !req.destroyed) throw notFound(`job ${id} not found`);
     return;
   }
-  if (!first) {
-    unsubscribe();
-    throw notFound(`job ${id} not found`);
-  }
-  // An EventSource reconnects after the server ends the stream; one that already saw the
-  // terminal event (its id is the status) gets 204, which tells it to stop reconnecting.
-  if (isTerminalStatus(first.status) && req.headers['last-event-id'] === first.status) {
-    unsubscribe();
-    res.status(204).end();
-    return;
-  }
-
-  res.status(200);
-  res.setHeader('Content-Type', 'text/event-stream; charset=utf-8');
-  res.setHeader('Cache-Control', 'no-cache, no-transform');
-  res.setHeader('Connection', 'keep-alive');
-  res.setHeader('X-Accel-Buffering', 'no'); // no proxy buffering (nginx, Fly)
-  res.flushHeaders();
-  res.write('retry: 3000\n\n');
 
   const heartbeat = setInterval(() => {
     if (ended) return;
@@ -179,10 +180,7 @@ export async function streamJobEvents(
       } while (dirty && !ended);
     } catch (err) {
       // Redis is unavailable: keep the stream; the next event or heartbeat tries again
-      deps.log.debug(
-        { jobId: id, err: err instanceof Error ? err.message : String(err) },
-        'SSE re-read failed',
-      );
+      deps.log.debug({ jobId: id, err: errorText(err) }, 'SSE re-read failed');
     } finally {
       reading = false;
     }
