@@ -179,6 +179,9 @@ function promptRoutes(ctx: HttpContext): Routes {
           },
           custom,
         );
+        // ComfyUI prints "got prompt" for each prompt it queues; the id here is for tests
+        if (out.kind === 'json' && out.status === 200)
+          ctx.log.info(`got prompt ${String((out.body as { prompt_id?: unknown }).prompt_id)}`);
         if (slow) await delay(Math.max(0, slow.answerAfterMs - slow.queueAfterMs));
         return out;
       },

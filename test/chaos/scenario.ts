@@ -13,6 +13,8 @@ import { createSimulator, type Simulator } from '../../src/simulator/server';
 import { startRedis, type RedisServer } from '../helpers/redis-server';
 import { FAST_ENV } from '../helpers/system';
 import { spawnWorker, type WorkerProcess } from '../helpers/worker-process';
+import { startHogs, startPauser, type Pauser } from './starve';
+import { createTrace } from './trace';
 import { uncachedSleepWorkflow } from './workflows';
 
 /**
@@ -70,6 +72,12 @@ export interface ChaosOptions {
   sleepSeconds?: [number, number];
   /** a random worker is SIGKILLed (and restarted) every this many ms. @defaultValue [2000, 5000] */
   killEveryMs?: [number, number];
+  /** busy child processes competing for the CPU (test/chaos/starve.ts). @defaultValue 0 */
+  hogs?: number;
+  /** a random worker is SIGSTOPped this often (pauses may overlap); none when unset */
+  pauseEveryMs?: [number, number];
+  /** how long a paused worker stays stopped. @defaultValue [1000, 15000] */
+  pauseMs?: [number, number];
   /** how long redis-server stays down. @defaultValue [1000, 3000] */
   redisDownMs?: [number, number];
   /** ComfyUI execution_error probability, so real failures flow through the chaos too. @defaultValue 0.02 */
@@ -112,6 +120,11 @@ export interface ChaosReport {
   enqueued: number;
   jobs: JobRecord[];
   workerKills: number;
+  workerPauses: number;
+  longestPauseMs: number;
+  /** the longest event-loop delay of the process running the simulators (ms) */
+  maxLagMs: number;
+  hogs: number;
   workerStarts: number;
   redisRestarts: { atMs: number; downMs: number; delayedFsync: string; pendingFsync: string }[];
   simRestarts: { atMs: number; url: string; promptsLost: number }[];
@@ -138,13 +151,14 @@ const STALLED_REASON = /stalled more than allowable limit/i;
 
 /**
  * The errors a retried attempt may fail with under this chaos (each is transient, and its
- * retry must keep the prompt): ComfyUI unreachable while it restarts, Redis gone while it
+ * retry must keep the prompt): ComfyUI unreachable while it restarts (also while outputs are
+ * copied from it), Redis gone while it
  * restarts, a lock lost to a worker that took the job over, a starved worker that could not
  * prove a fresh lock before its POST (nothing was sent). Any other attempt error (a
  * TypeError, an unclassified reply…) is a bug that retries would otherwise hide.
  */
 const TRANSIENT_ATTEMPT_ERROR =
-  /^(ComfyUnreachableError: |FenceError: .* proofs of its lock in a row were stale|ComfyHttpError: .* answered 5\d\d |Error: stopped following job .*lock was lost|Error: Connection is closed|Error: .*(ECONNREFUSED|ECONNRESET|EPIPE)|Error: Missing lock for job)/;
+  /^(ComfyUnreachableError: |MediaError: could not copy output .*: ComfyUI \S+ (is unreachable|did not answer)|FenceError: .* proofs of its lock in a row were stale|ComfyHttpError: .* answered 5\d\d |Error: stopped following job .*lock was lost|Error: Connection is closed|Error: .*(ECONNREFUSED|ECONNRESET|EPIPE)|Error: Missing lock for job)/;
 
 export function errorCodeOf(failedReason: string | undefined): string | undefined {
   if (!failedReason) return undefined;
@@ -170,6 +184,8 @@ export async function runChaos(options: ChaosOptions = {}): Promise<ChaosReport>
     simulators: 2,
     sleepSeconds: [0.2, 3] as [number, number],
     killEveryMs: [2_000, 5_000] as [number, number],
+    hogs: 0,
+    pauseMs: [1_000, 15_000] as [number, number],
     redisDownMs: [1_000, 3_000] as [number, number],
     failureRate: 0.02,
     workerConcurrency: 10,
@@ -204,6 +220,10 @@ export async function runChaos(options: ChaosOptions = {}): Promise<ChaosReport>
     enqueued: 0,
     jobs: [],
     workerKills: 0,
+    workerPauses: 0,
+    longestPauseMs: 0,
+    maxLagMs: 0,
+    hogs: o.hogs,
     workerStarts: 0,
     redisRestarts: [],
     simRestarts: [],
@@ -213,12 +233,18 @@ export async function runChaos(options: ChaosOptions = {}): Promise<ChaosReport>
     violations,
   };
 
+  const trace = createTrace();
+  closers.push(async () => trace.stop());
   try {
     const redis: RedisServer = await startRedis();
     closers.push(() => redis.stop());
     const sims: Simulator[] = [];
     for (let i = 0; i < o.simulators; i++) {
-      const sim = await createSimulator({ progressIntervalMs: 100, failureRate: o.failureRate });
+      const sim = await createSimulator({
+        progressIntervalMs: 100,
+        failureRate: o.failureRate,
+        logger: trace.simLogger(i),
+      });
       sims.push(sim);
       closers.push(() => sim.close());
     }
@@ -234,6 +260,13 @@ export async function runChaos(options: ChaosOptions = {}): Promise<ChaosReport>
       MAX_STALLED_COUNT: '1000',
       JOB_ATTEMPTS: '50',
       RETRY_BACKOFF_MS: '100',
+      // The simulators share this process, and the workers share the cores with the hogs:
+      // under starvation FAST_ENV's 2 s lock and 2 s ComfyUI timeout turn every scheduling
+      // delay into a take-over or a retry (measured at load 20: 2 of 40 jobs finished in
+      // 55 s, 106 recoveries, 108 failed attempts), a livelock, not a test of fencing.
+      // The SIGSTOP pauses (1-15 s) still outlast these locks. Production: 10 s and 10 s.
+      LOCK_DURATION_MS: '4000',
+      COMFYUI_TIMEOUT_MS: '5000',
       RECOVERY_CUTOFF_MS: '3600000',
       SHUTDOWN_TIMEOUT_MS: '5000',
     };
@@ -267,12 +300,24 @@ export async function runChaos(options: ChaosOptions = {}): Promise<ChaosReport>
 
     // ---- workers, and the killer that SIGKILLs one every 2–5 s and restarts it
     const slots: WorkerProcess[] = [];
+    /** workers that logged ready: only they are killed or paused (a booting one holds no job) */
+    const isReady = new WeakSet<WorkerProcess>();
+    const workerNames = new Map<WorkerProcess, string>();
     const generation: number[] = [];
     const spawn = (slot: number) => {
       generation[slot] = (generation[slot] ?? 0) + 1;
       const w = spawnWorker({ ...env, WORKER_NAME: `w${slot}.${generation[slot]}` });
-      w.ready.catch(() => undefined); // killed before it was ready: expected here
-      void w.exited.then(() => collectWarnings(w.output()));
+      // killed before it was ready: expected here
+      w.ready.then(
+        () => isReady.add(w),
+        () => undefined,
+      );
+      const name = `w${slot}.${generation[slot]}`;
+      void w.exited.then(() => {
+        collectWarnings(w.output());
+        trace.addWorkerOutput(name, w.output());
+      });
+      workerNames.set(w, name);
       slots[slot] = w;
       report.workerStarts++;
     };
@@ -288,6 +333,21 @@ export async function runChaos(options: ChaosOptions = {}): Promise<ChaosReport>
     await Promise.all(slots.map((w) => w.ready));
     log('workers ready');
 
+    // ---- starvation: CPU hogs, and workers SIGSTOPped for seconds (test/chaos/starve.ts)
+    const hogs = startHogs(o.hogs);
+    closers.push(() => hogs.stop());
+    const pauser: Pauser | undefined = o.pauseEveryMs
+      ? startPauser({
+          slots: () => slots.filter((w) => isReady.has(w)),
+          everyMs: o.pauseEveryMs,
+          pauseMs: o.pauseMs,
+          between,
+          pickSlot: (n) => Math.floor(rand() * n),
+          log,
+        })
+      : undefined;
+    closers.push(async () => pauser?.stop());
+
     const stop = new AbortController();
     const pause = (ms: number) =>
       delay(ms, undefined, { signal: stop.signal }).then(
@@ -298,6 +358,7 @@ export async function runChaos(options: ChaosOptions = {}): Promise<ChaosReport>
       while (await pause(between(o.killEveryMs))) {
         const slot = Math.floor(rand() * o.workers);
         const victim = slots[slot];
+        if (!isReady.has(victim)) continue;
         victim.proc.kill('SIGKILL');
         await victim.exited;
         report.workerKills++;
@@ -364,7 +425,8 @@ export async function runChaos(options: ChaosOptions = {}): Promise<ChaosReport>
     };
 
     // ---- the run: fixed (all jobs up front, disruptions by progress) or continuous
-    const deadline = started + o.deadlineMs;
+    // from the moment the workers are ready: starting them (tsx) is not under test
+    const deadline = Date.now() + o.deadlineMs;
     const produceUntil = continuous ? started + o.durationMs! : 0;
     if (!continuous) await enqueue(o.jobs);
     let finished = 0;
@@ -432,11 +494,20 @@ export async function runChaos(options: ChaosOptions = {}): Promise<ChaosReport>
     }
     stop.abort();
     await killer;
+    if (pauser) {
+      const p = await pauser.stop();
+      report.workerPauses = p.pauses;
+      report.longestPauseMs = p.longestMs;
+    }
     log(`done: ${finished}/${ids.length} terminal; checking every job`);
+    report.maxLagMs = trace.maxLagMs();
+    for (const w of slots) trace.addWorkerOutput(workerNames.get(w)!, w.output());
 
     // ---- the checks
     const executions: Record<string, number> = {};
     for (const sim of sims) Object.assign(executions, sim.executions());
+    const executionsOf = (promptId: string) =>
+      sims.reduce((n, sim) => n + (sim.executions()[promptId] ?? 0), 0);
     const restartsOf = (url: string | undefined) =>
       report.simRestarts.filter((r) => r.url === url).length;
     const referenced = new Set<string>();
@@ -456,7 +527,8 @@ export async function runChaos(options: ChaosOptions = {}): Promise<ChaosReport>
         code,
         promptId: s?.promptId,
         comfyuiUrl: s?.comfyuiUrl,
-        executions: s?.promptId ? (executions[s.promptId] ?? 0) : 0,
+        // read after the job: a job seen finished was executed before this read
+        executions: s?.promptId ? executionsOf(s.promptId) : 0,
         attempts: s?.attempts ?? 0,
         recoveries: s?.recoveries ?? 0,
         resubmissions: s?.resubmissions ?? 0,
@@ -496,7 +568,10 @@ export async function runChaos(options: ChaosOptions = {}): Promise<ChaosReport>
         violations.push(`${where} ended ${bullState} but ComfyUI never executed its prompt`);
       if (rec.executions > 1 + rec.resubmissions)
         violations.push(
-          `${where} executed ${rec.executions} times with ${rec.resubmissions} resubmission(s)`,
+          [
+            `${where} executed ${rec.executions} times with ${rec.resubmissions} resubmission(s):`,
+            ...trace.explain(id, rec.promptId!, started),
+          ].join('\n'),
         );
       if (rec.resubmissions > restartsOf(rec.comfyuiUrl))
         violations.push(
@@ -571,6 +646,10 @@ export function formatSummary(r: ChaosReport): string {
         .join('; ') || '-',
     ],
     ['worker SIGKILLs', `${r.workerKills} (${r.workerStarts} worker processes started)`],
+    [
+      'starvation',
+      `${r.hogs} CPU hogs; ${r.workerPauses} worker SIGSTOPs (longest ${s(r.longestPauseMs)}); simulators' event loop up to ${r.maxLagMs} ms late`,
+    ],
     [
       'redis-server kills',
       r.redisRestarts
