@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import { apiBoundary } from './api-boundary';
 import { apiEnqueue } from './api-enqueue';
 import { backlog } from './backlog';
+import { fairShare } from './fair';
 import { commandsPerJob, idleCommands } from './commands';
 import { latency } from './latency';
 import { list } from './list';
@@ -52,6 +53,7 @@ const FIGURES: Entry[] = [
   { id: 'placement', run: placement, budgetS: [90, 150] },
   { id: 'media', run: media, budgetS: [90, 180] },
   { id: 'list', run: list, budgetS: [120, 400] },
+  { id: 'fair', run: fairShare, budgetS: [60, 180] },
   { id: 'memory', run: memory, budgetS: [90, 180], parallel: true },
   { id: 'commands', run: commandsPerJob, budgetS: [90, 180], parallel: true },
   { id: 'idle', run: idleCommands, budgetS: [90, 150], parallel: true },

@@ -71,21 +71,21 @@ end`;
 export const TAG_LUA = `${TRIM_WAITING}
 if redis.call("HGET", KEYS[1], ARGV[1]) ~= ARGV[2] then return -1 end
 local id = ARGV[5]
-if not redis.call("ZSCORE", KEYS[2], id) then return -1 end
-redis.call("ZREM", KEYS[2], id)
 local base = tonumber(ARGV[3]) * ${BAND}
 local vfield = "v:" .. ARGV[3]
 local v = tonumber(redis.call("HGET", KEYS[3], vfield) or "0")
-local head = redis.call("ZRANGEBYSCORE", KEYS[2], base, base + ${BAND - 1}, "WITHSCORES", "LIMIT", 0, 1)
-if head[2] then
-  local t = tonumber(head[2]) - base
+-- the band's head other than this job (which BullMQ just added with its counter)
+local head = redis.call("ZRANGEBYSCORE", KEYS[2], base, base + ${BAND - 1}, "WITHSCORES", "LIMIT", 0, 2)
+local at = head[1] == id and 4 or 2
+if head[at] then
+  local t = tonumber(head[at]) - base
   if t > v then v = t; redis.call("HSET", KEYS[3], vfield, v) end
 end
 local now = tonumber(ARGV[6])
 redis.call("ZADD", KEYS[4], now, id)
-local n = trimWaiting(KEYS[4], ARGV[7], now, 20)
+local n = trimWaiting(KEYS[4], ARGV[7], now, 4)
 local tag = math.min(v + n - 1, ${BAND - 1})
-redis.call("ZADD", KEYS[2], base + tag, id)
+redis.call("ZADD", KEYS[2], "XX", base + tag, id)
 redis.call("HSET", KEYS[1], "fairTag", tag, "fairUser", ARGV[4])
 redis.call("SADD", KEYS[5], ARGV[4])
 return tag`;
