@@ -1,6 +1,7 @@
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import { Worker, type JobJson, type RedisQueueBackend } from 'bullmq';
+import type IORedis from 'ioredis';
 import type { Server } from 'node:http';
 import { fanOutSink, type AnalyticsSink } from '../analytics';
 import { metricsSink, registerInstanceHealth, serveMetrics, type Metrics } from '../metrics';
@@ -109,25 +110,9 @@ class ImageBullWorker extends Worker<JobData, JobResult, string, RedisQueueBacke
  * API's, so an idle worker costs only a few Redis commands a minute). Owns every
  * connection it opens and closes them in reverse order.
  */
-export async function startImageWorker(
-  config: WorkerConfig,
-  deps: WorkerDeps,
-): Promise<ImageWorker> {
+/** The ComfyUI instances this worker places prompts on, with the slot leases shared by all workers. */
+function comfyPool(config: WorkerConfig, deps: WorkerDeps, commands: IORedis, clientId: string) {
   const { log } = deps;
-  const name = config.workerName ?? `${hostname()}-${process.pid}`;
-  const clientId = `comfyui-queue-${name}-${randomBytes(4).toString('hex')}`;
-  const settings = { ...config, connectionName: `worker-${name}` };
-
-  const scope = new Scope({
-    stepMs: config.shutdownTimeoutMs,
-    onError: (what, err) => log.warn({ err: errorText(err) }, `shutdown: closing ${what} failed`),
-  });
-  const commands = createRedis(settings, 'worker');
-  commands.on('error', (err) => log.warn({ err: err.message }, 'redis (commands) error'));
-  scope.defer('commands', () => commands.quit());
-  const subscriber = createRedis(settings, 'subscriber');
-  subscriber.on('error', (err) => log.warn({ err: err.message }, 'redis (subscriber) error'));
-  scope.defer('subscriber', () => subscriber.quit());
   const slots = new SlotLeases(
     commands,
     {
@@ -151,8 +136,19 @@ export async function startImageWorker(
           deps.metrics!.comfyRequests.observe({ comfyui_instance: url, route, outcome }, ms / 1000)
       : undefined,
   });
-  scope.defer('comfyui clients', () => pool.close());
+  return { slots, pool };
+}
 
+/** The job processor with what it writes through: storage, the URL fetcher, the fence. */
+function jobProcessor(
+  config: WorkerConfig,
+  deps: WorkerDeps,
+  scope: Scope,
+  commands: IORedis,
+  pool: ComfyPool,
+  clientId: string,
+) {
+  const { log } = deps;
   const storage = createStorage(config.storage, config.s3);
   const fetcher = createUrlFetcher({
     allowPrivate: config.inputUrlAllowPrivate,
@@ -161,7 +157,7 @@ export async function startImageWorker(
   });
   scope.defer('storage', () => storage.close());
   scope.defer('input fetcher', () => fetcher.close());
-  const processor = createProcessor({
+  return createProcessor({
     media: { storage, fetcher, maxBytes: config.uploadMaxBytes },
     settings: config,
     pool,
@@ -177,6 +173,31 @@ export async function startImageWorker(
     fault: deps.fault,
     notifyFinished: deps.notifyFinished,
   });
+}
+
+export async function startImageWorker(
+  config: WorkerConfig,
+  deps: WorkerDeps,
+): Promise<ImageWorker> {
+  const { log } = deps;
+  const name = config.workerName ?? `${hostname()}-${process.pid}`;
+  const clientId = `comfyui-queue-${name}-${randomBytes(4).toString('hex')}`;
+  const settings = { ...config, connectionName: `worker-${name}` };
+
+  const scope = new Scope({
+    stepMs: config.shutdownTimeoutMs,
+    onError: (what, err) => log.warn({ err: errorText(err) }, `shutdown: closing ${what} failed`),
+  });
+  const commands = createRedis(settings, 'worker');
+  commands.on('error', (err) => log.warn({ err: err.message }, 'redis (commands) error'));
+  scope.defer('commands', () => commands.quit());
+  const subscriber = createRedis(settings, 'subscriber');
+  subscriber.on('error', (err) => log.warn({ err: err.message }, 'redis (subscriber) error'));
+  scope.defer('subscriber', () => subscriber.quit());
+  const { slots, pool } = comfyPool(config, deps, commands, clientId);
+  scope.defer('comfyui clients', () => pool.close());
+
+  const processor = jobProcessor(config, deps, scope, commands, pool, clientId);
 
   // USER_MAX_ACTIVE: admission before each job, slots freed as jobs end (src/fair)
   const admission =
