@@ -82,6 +82,10 @@ describe('USER_MAX_ACTIVE', () => {
     workers[0].proc.kill('SIGKILL');
     // cancels: A's newest job (waiting or parked), and one of A's running ones
     const parkedBefore = await client.zrange(k.parked('A'), '0', '-1');
+    // a parked job reads queued, with the jobs ahead of it
+    const parkedView = await request(h.app).get(`/v1/jobs/${parkedBefore.at(-1)}`);
+    expect(parkedView.body).toMatchObject({ status: 'queued', attempts: 0 });
+    expect(parkedView.body.progress.queuePosition).toBeGreaterThanOrEqual(parkedBefore.length - 1);
     const cancelled = [ids.A[13], parkedBefore[0], (await client.smembers(k.active('A')))[0]];
     for (const id of new Set(cancelled.filter(Boolean))) {
       expect((await request(h.app).delete(`/v1/jobs/${id}`)).status).toBe(202);
