@@ -104,6 +104,63 @@ export interface EnqueueDeps {
   now: () => number;
 }
 
+/** The request part of a new job's data. */
+function requestOf(job: NewJob): JobRequest {
+  const { fields } = job;
+  const request: JobRequest = { jobType: fields.jobType ?? DEFAULT_JOB_TYPE };
+  if (fields.userId !== undefined) request.userId = fields.userId;
+  if (fields.webhookUrl !== undefined) request.webhookUrl = fields.webhookUrl;
+  if (job.idempotencyKey !== undefined) request.idempotencyKey = job.idempotencyKey;
+  if (fields.metadata !== undefined) request.metadata = fields.metadata;
+  if (job.owner !== undefined) request.owner = job.owner;
+  return request;
+}
+
+/** The stored fingerprint of an existing job, null for none; nothing is written. */
+async function existing(
+  queue: ImageQueue,
+  settings: EnqueueDeps['settings'],
+  id: string,
+): Promise<string | null | undefined> {
+  const client = await queue.backend.client;
+  const [ts, fp] = await client.hmget(jobKey(settings, id), 'timestamp', FINGERPRINT_FIELD);
+  return ts === null ? undefined : fp;
+}
+
+/**
+ * The enqueue MULTI's replies: an error reply is thrown; else the stored [fingerprint,
+ * 'mine' when this request's token owns the job], or null when no job was written.
+ */
+function storedBy(
+  replies: [Error | null, unknown][] | null,
+  token: string,
+): [string, string] | null {
+  const [addReply, own, tag] = replies ?? [];
+  if (addReply?.[0]) throw addReply[0];
+  if (own?.[0]) throw own[0];
+  if (tag?.[0]) throw tag[0];
+  const stored = own?.[1] as [string | null, string | null] | null;
+  return stored && stored[0] !== null ? [stored[0], stored[1] === token ? 'mine' : ''] : null;
+}
+
+/**
+ * USER_MAX_QUEUED (the user's override in the max-queued hash, else the default): a
+ * place is reserved before the add, or nothing is written.
+ */
+async function reserve(
+  client: Awaited<ImageQueue['backend']['client']>,
+  fair: FairSettings,
+  userId: string | undefined,
+  id: string,
+  at: number,
+  budgetMs: number,
+) {
+  const reserved = reserveQueued(client as never, fair, userId, id, at);
+  if (!(await readWithin(reserved, budgetMs, 'a user queue check'))) {
+    throw new UserQueueFullError(userId);
+  }
+}
+
 export function createEnqueue(deps: EnqueueDeps) {
   const { queue, settings, budgetMs, now } = deps;
   const fair: FairSettings = {
@@ -113,22 +170,9 @@ export function createEnqueue(deps: EnqueueDeps) {
     userMaxActive: 0,
   };
 
-  /** The stored fingerprint of an existing job, null for none; nothing is written. */
-  async function existing(id: string): Promise<string | null | undefined> {
-    const client = await queue.backend.client;
-    const [ts, fp] = await client.hmget(jobKey(settings, id), 'timestamp', FINGERPRINT_FIELD);
-    return ts === null ? undefined : fp;
-  }
-
   async function add(job: NewJob, id: string, at: number): Promise<[string, string] | null> {
     const { fields } = job;
-    const request: JobRequest = { jobType: fields.jobType ?? DEFAULT_JOB_TYPE };
-    if (fields.userId !== undefined) request.userId = fields.userId;
-    if (fields.webhookUrl !== undefined) request.webhookUrl = fields.webhookUrl;
-    if (job.idempotencyKey !== undefined) request.idempotencyKey = job.idempotencyKey;
-    if (fields.metadata !== undefined) request.metadata = fields.metadata;
-    if (job.owner !== undefined) request.owner = job.owner;
-    const data = { ...newJobData(null, request, at, job.inputs), nodes: job.nodes };
+    const data = { ...newJobData(null, requestOf(job), at, job.inputs), nodes: job.nodes };
     const priority = bullPriority(fair, fields.priority);
     const opts = {
       ...queue.defaultJobOptions,
@@ -138,7 +182,7 @@ export function createEnqueue(deps: EnqueueDeps) {
     };
     const client = await queue.backend.client;
     if (client.status !== 'ready') throw new QueueUnavailableError('an enqueue (not connected)');
-    if (fair.userMaxQueued > 0) await reserve(client, fields.userId, id, at);
+    if (fair.userMaxQueued > 0) await reserve(client, fair, fields.userId, id, at, budgetMs);
     if (fair.userFairness) fairCommands(client as never); // before the MULTI that uses them
     const multi = client.multi() as unknown as ChainableCommander;
     await new Job(queue, IMAGE_JOB_NAME, data, opts, id).addJob(multi as never);
@@ -165,13 +209,7 @@ export function createEnqueue(deps: EnqueueDeps) {
       });
     }
     try {
-      const replies = await withTimeout('an enqueue', budgetMs, multi.exec());
-      const [addReply, own, tag] = replies ?? [];
-      if (addReply?.[0]) throw addReply[0];
-      if (own?.[0]) throw own[0];
-      if (tag?.[0]) throw tag[0];
-      const stored = own?.[1] as [string | null, string | null] | null;
-      return stored && stored[0] !== null ? [stored[0], stored[1] === token ? 'mine' : ''] : null;
+      return storedBy(await withTimeout('an enqueue', budgetMs, multi.exec()), token);
     } catch (err) {
       if (notApplied(err)) {
         await unreserveQueued(client as never, fair, fields.userId, id).catch(() => undefined);
@@ -182,31 +220,6 @@ export function createEnqueue(deps: EnqueueDeps) {
   }
 
   /**
-   * USER_MAX_QUEUED (the user's override in the max-queued hash, else the default): a
-   * place is reserved before the add, or nothing is written.
-   */
-  async function reserve(
-    client: Awaited<ImageQueue['backend']['client']>,
-    userId: string | undefined,
-    id: string,
-    at: number,
-  ) {
-    let ok: boolean;
-    try {
-      ok = await withBudget(
-        reserveQueued(client as never, fair, userId, id, at),
-        budgetMs,
-        'a user queue check',
-      );
-    } catch (err) {
-      throw err instanceof QueueUnavailableError
-        ? err
-        : new QueueUnavailableError('a user queue check', { cause: err });
-    }
-    if (!ok) throw new UserQueueFullError(userId);
-  }
-
-  /**
    * Adds the job, or finds the one its idempotency key made: the same body (fingerprint)
    * answers `existing`, another body `key_reused`. Without a key the id is a UUID v7.
    */
@@ -214,31 +227,37 @@ export function createEnqueue(deps: EnqueueDeps) {
     const key = job.idempotencyKey;
     const id = key ? idempotentJobId(key, job.fields.userId, job.owner) : uuidv7();
     if (key) {
-      let fp: string | null | undefined;
-      try {
-        fp = await withBudget(existing(id), budgetMs, 'an idempotency look-up');
-      } catch (err) {
-        throw err instanceof QueueUnavailableError
-          ? err
-          : new QueueUnavailableError('an idempotency look-up', { cause: err });
-      }
+      const fp = await readWithin(
+        existing(queue, settings, id),
+        budgetMs,
+        'an idempotency look-up',
+      );
       // (a job stored before fingerprints existed cannot be compared: it is the same)
       if (fp !== undefined) {
         return { outcome: fp === null || fp === job.fingerprint ? 'existing' : 'key_reused', id };
       }
     }
-    if (job.admit) {
-      await withBudget(job.admit(), budgetMs, 'the queue-depth check').catch((err: unknown) => {
-        if (err instanceof ApiError || err instanceof QueueUnavailableError) throw err;
-        throw new QueueUnavailableError('the queue-depth check', { cause: err });
-      });
-    }
+    if (job.admit) await readWithin(job.admit(), budgetMs, 'the queue-depth check');
     const stored = await add(job, id, now());
     if (!stored) throw new OutcomeUnknownError('an enqueue', id);
     const [fp, mine] = stored;
     if (fp !== job.fingerprint) return { outcome: 'key_reused', id };
     return { outcome: mine ? 'created' : 'existing', id };
   };
+}
+
+/**
+ * A check before the add (nothing written yet): its answer within `ms`, else, or on any
+ * failure that is not already an answer (an ApiError, QueueUnavailableError), a
+ * QueueUnavailableError.
+ */
+async function readWithin<T>(work: Promise<T>, ms: number, what: string): Promise<T> {
+  try {
+    return await withBudget(work, ms, what);
+  } catch (err) {
+    if (err instanceof ApiError || err instanceof QueueUnavailableError) throw err;
+    throw new QueueUnavailableError(what, { cause: err });
+  }
 }
 
 /** `work` within `ms`, else a QueueUnavailableError (only for reads: nothing was written). */
