@@ -9,15 +9,14 @@
  * alternate in blocks so drift hits both.
  */
 import { Worker } from 'bullmq';
-import { createJobStore } from '../src/api/store';
 import { loadConfig } from '../src/config';
-import { createImageQueue } from '../src/queue';
-import { createRedis, redisOptions } from '../src/redis';
+import { redisOptions } from '../src/redis';
 import {
   fmt,
   pool,
   redisCpuMs,
   serviceEnv,
+  benchStore,
   startRedis,
   type BenchContext,
   type Figure,
@@ -32,13 +31,7 @@ async function side(scope: Scope, url: string, fair: boolean) {
   const config = loadConfig(
     serviceEnv(url, `fair-${fair ? 'on' : 'off'}`, { USER_FAIRNESS: fair ? '1' : '0' }),
   );
-  const queue = createImageQueue(config);
-  const redis = createRedis(config, 'producer');
-  for (const c of [queue, redis]) c.on('error', () => undefined);
-  scope.defer(`fair queue ${fair}`, () => queue.close());
-  scope.defer(`fair redis ${fair}`, () => redis.quit().then(() => undefined));
-  await queue.waitUntilReady();
-  const store = createJobStore({ queue, redis, settings: { ...config, redisTimeoutMs: 10_000 } });
+  const { store } = await benchStore(scope, config, `fair ${fair ? 'on' : 'off'}`);
   let n = 0;
   return {
     /** ms to enqueue `count` jobs */

@@ -15,7 +15,10 @@ import { spawnChild, type ManagedChild } from '../src/run/child';
 import { EXIT_WITH_PARENT_IMPORT } from '../src/run/exit-with-parent';
 import { freePort } from '../src/run/ports';
 import { redisServerArgs } from '../src/run/redis-local';
-import type { Workflow } from '../src/queue';
+import { createJobStore } from '../src/api/store';
+import type { Config } from '../src/config';
+import { createImageQueue, type Workflow } from '../src/queue';
+import { createRedis } from '../src/redis';
 import { processScope, SCOPE_VAR } from '../test/helpers/process-scope';
 import { tinyWorkflow } from '../test/helpers/workflows';
 
@@ -458,4 +461,19 @@ export function machineInfo(): Record<string, string | number> {
     platform: `${process.platform} ${process.arch}`,
     loadavgAtStart: load,
   };
+}
+
+/**
+ * A job store on `config`'s queue as the API builds it, with a generous budget (a figure
+ * measures, it does not time out); its connections close with the scope.
+ */
+export async function benchStore(scope: Scope, config: Config, name: string) {
+  const queue = createImageQueue(config);
+  const redis = createRedis(config, 'producer');
+  for (const c of [queue, redis]) c.on('error', () => undefined);
+  scope.defer(`${name} queue`, () => queue.close());
+  scope.defer(`${name} redis`, () => redis.quit().then(() => undefined));
+  await queue.waitUntilReady();
+  const store = createJobStore({ queue, redis, settings: { ...config, redisTimeoutMs: 10_000 } });
+  return { queue, redis, store };
 }

@@ -6,16 +6,14 @@
  * between the two APIs in blocks: a page of 20 (the newest, deep pages by cursor, a user's),
  * and the worst filter (a status no job has: the page looks at its whole scan bound).
  */
-import { createJobStore } from '../src/api/store';
 import { loadConfig } from '../src/config';
-import { createImageQueue } from '../src/queue';
-import { createRedis } from '../src/redis';
 import {
   fmt,
   fmtMs,
   pool,
   serviceEnv,
   startApi,
+  benchStore,
   startRedis,
   summarize,
   type BenchContext,
@@ -30,13 +28,7 @@ const workflowJson = JSON.stringify({ '1': { class_type: 'EmptyImage', inputs: {
 /** `size` jobs in the queue of `env`, through the store's enqueue; returns seconds taken. */
 async function fill(scope: Scope, env: Record<string, string>, size: number): Promise<number> {
   const config = loadConfig(env);
-  const queue = createImageQueue(config);
-  const redis = createRedis(config, 'producer');
-  for (const c of [queue, redis]) c.on('error', () => undefined);
-  scope.defer('list queue', () => queue.close());
-  scope.defer('list redis', () => redis.quit().then(() => undefined));
-  await queue.waitUntilReady();
-  const store = createJobStore({ queue, redis, settings: { ...config, redisTimeoutMs: 10_000 } });
+  const { store } = await benchStore(scope, config, 'list');
   const started = performance.now();
   await pool(
     Array.from({ length: size }, (_, i) => i),
