@@ -251,7 +251,8 @@ export interface UserUsage {
 }
 
 /**
- * The `top` users with the most jobs (waiting + parked + active), healed as they are read.
+ * The `top` users with the most jobs (waiting + parked + active; ties in user id order),
+ * healed as they are read.
  * Reads at most `scan` users.
  */
 export async function topUsers(
@@ -292,10 +293,13 @@ export async function topUsers(
     }
   }
   const size = (x: UserUsage) => x.waiting + x.active + x.parked;
-  return [...by.values()]
-    .filter((x) => size(x) > 0)
-    .sort((a, b) => size(b) - size(a))
-    .slice(0, top);
+  return (
+    [...by.values()]
+      .filter((x) => size(x) > 0)
+      // most jobs first; ties by user id, so the list is the same on every read
+      .sort((a, b) => size(b) - size(a) || (a.user < b.user ? -1 : a.user > b.user ? 1 : 0))
+      .slice(0, top)
+  );
 }
 
 /**
