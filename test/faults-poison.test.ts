@@ -196,7 +196,12 @@ describe('poison jobs against one worker process', () => {
     };
     const t0 = Date.now();
     const id = await sys.enqueue(workflow);
-    expect(await settled(id, 60_000)).toBe('completed');
+    const state = await settled(id, 60_000);
+    // a failure shows its reason
+    expect({ state, reason: (await job(id)).failedReason }).toEqual({
+      state: 'completed',
+      reason: undefined,
+    });
     const ms = Date.now() - t0;
     const done = await job(id);
     expect(done.returnvalue.outputs).toHaveLength(4096);

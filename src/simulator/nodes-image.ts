@@ -4,6 +4,7 @@
  * real PNG of the image that reaches them.
  */
 import { writeFileSync } from 'node:fs';
+import { setImmediate } from 'node:timers/promises';
 import path from 'node:path';
 import { getSaveImagePath } from './files';
 import { loadImage } from './load-image';
@@ -42,6 +43,9 @@ async function saveImages(
     writeFileSync(path.join(target.folder, file), png);
     results.push(fileEntry(file, target.subfolder, kind));
     counter++;
+    // ComfyUI executes on its own thread and keeps answering HTTP meanwhile: a large batch
+    // must not hold the simulator's event loop (a POST /prompt answered seconds late)
+    if (b % 16 === 15) await setImmediate();
   }
   return { outputs: [], ui: { images: results } };
 }
