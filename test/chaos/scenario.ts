@@ -70,11 +70,21 @@ export interface ChaosOptions {
    * execution for 200 jobs on 2 instances). @defaultValue [0.2, 3]
    */
   sleepSeconds?: [number, number];
-  /** a random worker is SIGKILLed (and restarted) every this many ms. @defaultValue [2000, 5000] */
+  /** continuous mode: a random worker is SIGKILLed (and restarted) every this many ms. @defaultValue [2000, 5000] */
   killEveryMs?: [number, number];
+  /**
+   * fixed mode: this many worker SIGKILLs (and restarts), paced by progress: the k-th when
+   * k/(kills+1) of the jobs are finished. @defaultValue jobs / 8
+   */
+  kills?: number;
+  /**
+   * fixed mode: this many worker SIGSTOPs, paced by progress like the kills (one worker
+   * stopped at a time: a pause waits for the one before to end). @defaultValue 0
+   */
+  pauses?: number;
   /** busy child processes competing for the CPU (test/chaos/starve.ts). @defaultValue 0 */
   hogs?: number;
-  /** a random worker is SIGSTOPped this often (pauses may overlap); none when unset */
+  /** continuous mode: a random worker is SIGSTOPped this often, unless one is; none when unset */
   pauseEveryMs?: [number, number];
   /** how long a paused worker stays stopped. @defaultValue [1000, 15000] */
   pauseMs?: [number, number];
@@ -184,6 +194,8 @@ export async function runChaos(options: ChaosOptions = {}): Promise<ChaosReport>
     simulators: 2,
     sleepSeconds: [0.2, 3] as [number, number],
     killEveryMs: [2_000, 5_000] as [number, number],
+    kills: Math.round((options.jobs ?? 200) / 8),
+    pauses: 0,
     hogs: 0,
     pauseMs: [1_000, 15_000] as [number, number],
     redisDownMs: [1_000, 3_000] as [number, number],
@@ -298,7 +310,7 @@ export async function runChaos(options: ChaosOptions = {}): Promise<ChaosReport>
       }
     };
 
-    // ---- workers, and the killer that SIGKILLs one every 2–5 s and restarts it
+    // ---- workers, and the killer that SIGKILLs one (every 2–5 s, or paced by progress) and restarts it
     const slots: WorkerProcess[] = [];
     /** workers that logged ready: only they are killed or paused (a booting one holds no job) */
     const isReady = new WeakSet<WorkerProcess>();
@@ -336,10 +348,10 @@ export async function runChaos(options: ChaosOptions = {}): Promise<ChaosReport>
     // ---- starvation: CPU hogs, and workers SIGSTOPped for seconds (test/chaos/starve.ts)
     const hogs = startHogs(o.hogs);
     closers.push(() => hogs.stop());
-    const pauser: Pauser | undefined = o.pauseEveryMs
+    const pauser: Pauser | undefined = (continuous ? o.pauseEveryMs : o.pauses > 0)
       ? startPauser({
           slots: () => slots.filter((w) => isReady.has(w)),
-          everyMs: o.pauseEveryMs,
+          everyMs: continuous ? o.pauseEveryMs : undefined,
           pauseMs: o.pauseMs,
           between,
           pickSlot: (n) => Math.floor(rand() * n),
@@ -354,16 +366,20 @@ export async function runChaos(options: ChaosOptions = {}): Promise<ChaosReport>
         () => true,
         () => false,
       );
+    /** SIGKILLs a random ready worker (a paused one too) and starts its successor */
+    const killOne = async (): Promise<boolean> => {
+      const ready = slots.map((w, slot) => ({ w, slot })).filter(({ w }) => isReady.has(w));
+      const victim = ready[Math.floor(rand() * ready.length)];
+      if (!victim) return false; // all are starting: the next tick or interval tries again
+      victim.w.proc.kill('SIGKILL');
+      await victim.w.exited;
+      report.workerKills++;
+      spawn(victim.slot);
+      return true;
+    };
     const killer = (async () => {
-      while (await pause(between(o.killEveryMs))) {
-        const slot = Math.floor(rand() * o.workers);
-        const victim = slots[slot];
-        if (!isReady.has(victim)) continue;
-        victim.proc.kill('SIGKILL');
-        await victim.exited;
-        report.workerKills++;
-        spawn(slot);
-      }
+      if (!continuous) return; // the bounded run paces its kills by progress, below
+      while (await pause(between(o.killEveryMs))) await killOne();
     })();
 
     // ---- jobs
@@ -428,7 +444,12 @@ export async function runChaos(options: ChaosOptions = {}): Promise<ChaosReport>
     // from the moment the workers are ready: starting them (tsx) is not under test
     const deadline = Date.now() + o.deadlineMs;
     const produceUntil = continuous ? started + o.durationMs! : 0;
-    if (!continuous) await enqueue(o.jobs);
+    // The bounded run holds its last jobs back until every planned disruption has started,
+    // so that it cannot end before them (a fast machine once finished with 4 of 5 kills
+    // done) and each one meets jobs in flight.
+    const heldBack = continuous ? 0 : Math.min(4, Math.floor(o.jobs / 4));
+    if (!continuous) await enqueue(o.jobs - heldBack);
+    let pausesStarted = 0;
     let finished = 0;
     let unfinished = ids.length;
     let nextDisruption = started + o.disruptEveryMs / 2;
@@ -462,7 +483,25 @@ export async function runChaos(options: ChaosOptions = {}): Promise<ChaosReport>
         }
         if (!producing && counts && finished >= ids.length) break;
       } else {
-        const total = ids.length;
+        const total = o.jobs;
+        if (
+          report.workerKills < o.kills &&
+          finished >= ((report.workerKills + 1) * total) / (o.kills + 1)
+        )
+          await killOne();
+        if (
+          pausesStarted < o.pauses &&
+          finished >= ((pausesStarted + 0.5) * total) / (o.pauses + 1)
+        )
+          if (pauser?.pauseOne()) pausesStarted++;
+        const disruptionsDone =
+          report.workerKills >= o.kills &&
+          pausesStarted >= o.pauses &&
+          report.redisRestarts.length > 0 &&
+          report.simRestarts.length > 0;
+        if (ids.length < total && disruptionsDone) {
+          await enqueue(total - ids.length);
+        }
         if (
           report.redisRestarts.length === 0 &&
           finished >= 0.3 * total &&
@@ -476,13 +515,7 @@ export async function runChaos(options: ChaosOptions = {}): Promise<ChaosReport>
           now - redisBackAt >= 5_000
         )
           await restartSim();
-        if (
-          counts &&
-          finished >= total &&
-          report.redisRestarts.length > 0 &&
-          report.simRestarts.length > 0
-        )
-          break;
+        if (counts && finished >= total && disruptionsDone) break;
       }
       if (now > deadline) {
         violations.push(

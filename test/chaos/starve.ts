@@ -52,8 +52,9 @@ export function startHogs(count: number): Hogs {
 export interface PauserOptions {
   /** the worker currently in each slot (a killed worker is replaced in its slot) */
   slots: () => WorkerProcess[];
-  /** a pause starts this often (ms, uniform), unless a worker is still paused */
-  everyMs: [number, number];
+  /** a pause starts this often (ms, uniform), unless a worker is still paused; when unset,
+   * pauses start only when `pauseOne()` is called (the bounded run paces them by progress) */
+  everyMs?: [number, number];
   /** how long a worker stays stopped (ms, uniform) */
   pauseMs: [number, number];
   between: (range: [number, number]) => number;
@@ -62,6 +63,8 @@ export interface PauserOptions {
 }
 
 export interface Pauser {
+  /** stops a random running worker now, unless one is paused already (then: false) */
+  pauseOne(): boolean;
   /** ends the pauses: every stopped worker is continued; resolves with what was done */
   stop(): Promise<{ pauses: number; longestMs: number }>;
 }
@@ -70,7 +73,7 @@ function alive(w: WorkerProcess): boolean {
   return w.proc.exitCode === null && w.proc.signalCode === null;
 }
 
-/** Stops a random running worker every `everyMs` for `pauseMs`, then continues it. */
+/** Stops a random running worker for `pauseMs` (every `everyMs`, or on `pauseOne()`), then continues it. */
 export function startPauser(o: PauserOptions): Pauser {
   const stopping = new AbortController();
   const paused = new Set<WorkerProcess>();
@@ -93,16 +96,23 @@ export function startPauser(o: PauserOptions): Pauser {
     if (alive(w)) w.proc.kill('SIGCONT'); // it may have been SIGKILLed meanwhile
   };
   const running: Promise<void>[] = [];
+  const pauseAny = (): boolean => {
+    // one worker stopped at a time: with the kills, overlapping pauses left no worker
+    // taking jobs for tens of seconds on a loaded machine (a stall, not a test)
+    if (paused.size > 0 || stopping.signal.aborted) return false;
+    const candidates = o.slots().filter(alive);
+    const w = candidates[o.pickSlot(candidates.length)];
+    if (!w) return false;
+    running.push(pauseOne(w));
+    return true;
+  };
+  const everyMs = o.everyMs;
   const loop = (async () => {
-    while (await wait(o.between(o.everyMs))) {
-      const slots = o.slots();
-      const w = slots[o.pickSlot(slots.length)];
-      // one worker stopped at a time: with the kills, overlapping pauses left no worker
-      // taking jobs for tens of seconds on a loaded machine (a stall, not a test)
-      if (w && alive(w) && paused.size === 0) running.push(pauseOne(w));
-    }
+    if (!everyMs) return;
+    while (await wait(o.between(everyMs))) pauseAny();
   })();
   return {
+    pauseOne: pauseAny,
     async stop() {
       stopping.abort();
       await loop;
