@@ -300,9 +300,11 @@ export async function runChaos(options: ChaosOptions = {}): Promise<ChaosReport>
         if (!line.trim()) continue;
         let key: string;
         try {
-          const l = JSON.parse(line) as { level: number; msg: string; err?: string };
+          const l = JSON.parse(line) as { level: number; msg: string; err?: unknown };
           if (l.level < 40) continue;
-          key = `${l.level >= 50 ? 'error' : 'warn'}: ${l.msg}${l.err ? ` (${String(l.err).slice(0, 80)})` : ''}`;
+          // pino serializes an Error as an object with its message
+          const err = typeof l.err === 'object' ? (l.err as { message?: unknown })?.message : l.err;
+          key = `${l.level >= 50 ? 'error' : 'warn'}: ${l.msg}${err ? ` (${String(err).slice(0, 80)})` : ''}`;
         } catch {
           key = `output: ${line.slice(0, 120)}`; // a partial line of a killed process, a stack, a console.warn
         }
