@@ -191,6 +191,39 @@ describe('API: scoped keys, signed links, queue cap', () => {
     expect(again.status).toBe(200);
     expect(again.body.id).toBe(keyed.body.id);
   });
+
+  it('a refused or replayed request with input files leaves storage as it was', async () => {
+    const storage = h.services.storage;
+    const { id: uploaded } = (await upload(h.app, ADMIN)).body as { id: string };
+    const stored = async () => (await storage.list('uploads/')).map((o) => o.key).sort();
+    const before = await stored();
+    expect(before.length).toBeGreaterThan(0);
+    const png = Buffer.from('png bytes').toString('base64');
+    const img2img = (inputs: Record<string, unknown>, key?: string) =>
+      request(h.app)
+        .post('/v1/jobs')
+        .set(as(ADMIN))
+        .send({ workflow: IMG2IMG, inputs, ...(key ? { idempotencyKey: key } : {}) });
+    await h.services.queue.obliterate({ force: true });
+    for (let i = 0; i < 6; i++) expect((await post(ADMIN)).status).toBe(202);
+    // the queue is full (MAX_QUEUED_JOBS): 429, and neither the base64 input nor a pending
+    // mark on the upload it named stays
+    const full = await img2img({ 'face.png': { base64: png } });
+    expect(full.status).toBe(429);
+    const fullByUpload = await img2img({ 'face.png': { upload: uploaded } });
+    expect(fullByUpload.status).toBe(429);
+    expect(await stored()).toEqual(before);
+    // a replay of a key's job (200, the existing job) stores nothing either
+    await h.services.queue.obliterate({ force: true });
+    const first = await img2img({ 'face.png': { base64: png } }, 'inputs-replay');
+    expect(first.status).toBe(202);
+    const afterFirst = await stored();
+    expect(afterFirst.length).toBeGreaterThan(before.length);
+    const replay = await img2img({ 'face.png': { base64: png } }, 'inputs-replay');
+    expect(replay.status).toBe(200);
+    expect(replay.body.id).toBe(first.body.id);
+    expect(await stored()).toEqual(afterFirst);
+  });
 });
 
 describe('API: rate limits', () => {

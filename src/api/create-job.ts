@@ -1,6 +1,6 @@
 import express, { type Request, type RequestHandler } from 'express';
 import type { Logger } from '../logger';
-import { ApiError } from './errors';
+import { ApiError, QueueUnavailableError, UserQueueFullError } from './errors';
 import { prepareInputs, type MediaSettings } from './inputs';
 import type { BodyParser } from './parse-pool';
 import { LIMITS } from './schemas';
@@ -93,6 +93,15 @@ export function idempotencyKeyOf(req: Request, bodyKey: string | undefined): str
   return header;
 }
 
+/** The enqueue's errors that certainly added no job (errors.ts, enqueue.ts). */
+function nothingAdded(err: unknown): boolean {
+  return (
+    err instanceof ApiError ||
+    err instanceof QueueUnavailableError ||
+    err instanceof UserQueueFullError
+  );
+}
+
 export function createJobHandler(deps: CreateJobDeps): RequestHandler {
   return async (req, res) => {
     const bytes: unknown = req.body;
@@ -108,19 +117,30 @@ export function createJobHandler(deps: CreateJobDeps): RequestHandler {
       Promise.reject(storageError(err, deps.log)),
     );
     if ('issues' in media) throw invalid(media.issues);
-    const r = await deps.store.enqueue({
-      admit: deps.admit,
-      inputs: media.inputs,
-      fields,
-      idempotencyKey,
-      owner,
-      workflowJson: parsed.workflowJson,
-      fingerprint: parsed.fingerprint,
-      nodes: parsed.nodes,
-    });
+    // a refusal (429, 503) or a replay added no job: what was stored for it goes; an
+    // unknown outcome (OutcomeUnknownError) keeps it, as the job may exist
+    const discard = () =>
+      media.discard().catch((err: unknown) => {
+        deps.log.warn({ err }, 'could not remove the inputs of a job that was not added');
+      });
+    const r = await deps.store
+      .enqueue({
+        admit: deps.admit,
+        inputs: media.inputs,
+        fields,
+        idempotencyKey,
+        owner,
+        workflowJson: parsed.workflowJson,
+        fingerprint: parsed.fingerprint,
+        nodes: parsed.nodes,
+      })
+      .catch(async (err: unknown) => {
+        if (nothingAdded(err)) await discard();
+        throw err;
+      });
     if (r.outcome === 'created') {
       await media.commit(r.id).catch((err: unknown) => Promise.reject(storageError(err, deps.log)));
-    }
+    } else await discard();
     if (r.outcome === 'key_reused') {
       throw new ApiError(
         422,

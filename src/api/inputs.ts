@@ -45,7 +45,7 @@ export function decodeBase64(value: string): { bytes: Buffer; contentType?: stri
 export async function resolveInputs(
   body: InputsBody,
   opts: ResolveOptions,
-): Promise<{ inputs: JobInput[] } | { issues: FieldIssue[] }> {
+): Promise<{ inputs: JobInput[]; created: string[] } | { issues: FieldIssue[] }> {
   const issues: FieldIssue[] = [];
   const found: Array<JobInput | { name: string; bytes: Buffer; contentType?: string }> = [];
   for (const [name, input] of Object.entries(body)) {
@@ -74,6 +74,7 @@ export async function resolveInputs(
   }
   if (issues.length > 0) return { issues };
   const inputs: JobInput[] = [];
+  const created: string[] = [];
   for (const f of found) {
     if (!('bytes' in f)) {
       inputs.push(f);
@@ -84,10 +85,15 @@ export async function resolveInputs(
       contentType: f.contentType ?? contentTypeOf(f.name),
       maxBytes: opts.maxBytes,
       owner: opts.owner,
+    }).catch(async (err: unknown) => {
+      // a storage failure answers 503: the inputs stored before it go too (best effort)
+      await Promise.allSettled(created.map((id) => opts.storage.deletePrefix(`uploads/${id}/`)));
+      throw err;
     });
+    created.push(record.id);
     inputs.push(uploadInput(f.name, record));
   }
-  return { inputs };
+  return { inputs, created };
 }
 
 /** A scoped key uses only the uploads it made; an admin key (owner undefined) any. */
@@ -106,8 +112,11 @@ function uploadInput(
  * Marks the uploads a job uses (retention keeps them while the job exists). `pending()`
  * goes before the job is added and `commit(jobId)` after: a crash between them leaves a
  * pending mark, which keeps the upload for a while (PENDING_REF_MS), then expires.
+ * `discard()` when the job was certainly not added (refused, or an idempotent replay):
+ * the marks go, and so do the uploads this request made from base64 (`created`), so a
+ * refused request leaves nothing in storage.
  */
-export function uploadRefs(storage: Storage, inputs: readonly JobInput[]) {
+export function uploadRefs(storage: Storage, inputs: readonly JobInput[], created: string[]) {
   const ids = [...new Set(inputs.flatMap((i) => ('upload' in i ? [i.upload] : [])))];
   const mark = `pending.${randomUUID()}`;
   const put = (key: string) => storage.put(key, Readable.from([]));
@@ -116,6 +125,11 @@ export function uploadRefs(storage: Storage, inputs: readonly JobInput[]) {
     commit: async (jobId: string) => {
       await Promise.all(ids.map((id) => put(keys.uploadRef(id, jobId))));
       await Promise.all(ids.map((id) => storage.delete(keys.uploadRef(id, mark))));
+    },
+    discard: async () => {
+      await Promise.all(created.map((id) => storage.deletePrefix(`uploads/${id}/`)));
+      const kept = ids.filter((id) => !created.includes(id));
+      await Promise.all(kept.map((id) => storage.delete(keys.uploadRef(id, mark))));
     },
   };
 }
@@ -144,18 +158,25 @@ export function mediaSettings(
   };
 }
 
+export interface PreparedInputs {
+  inputs?: JobInput[];
+  /** the job exists: its uploads are kept while it does */
+  commit(jobId: string): Promise<void>;
+  /** no job was added: what this request stored goes */
+  discard(): Promise<void>;
+}
+
 /**
  * The inputs of a job request, checked and stored: `inputs` for the job data, and
- * `commit(jobId)` to call once the job exists. Problems come back as field issues.
+ * `commit(jobId)` to call once the job exists, or `discard()` once it is certain that it
+ * was not added. Problems come back as field issues.
  */
 export async function prepareInputs(
   media: MediaSettings | undefined,
   body: InputsBody | undefined,
   owner?: string,
-): Promise<
-  { inputs?: JobInput[]; commit(jobId: string): Promise<void> } | { issues: FieldIssue[] }
-> {
-  if (!body) return { commit: async () => {} };
+): Promise<PreparedInputs | { issues: FieldIssue[] }> {
+  if (!body) return { commit: async () => {}, discard: async () => {} };
   if (!media) return { issues: [{ path: 'inputs', message: 'this API has no file storage' }] };
   const r = await resolveInputs(body, {
     storage: media.storage,
@@ -164,7 +185,7 @@ export async function prepareInputs(
     owner,
   });
   if ('issues' in r) return r;
-  const refs = uploadRefs(media.storage, r.inputs);
+  const refs = uploadRefs(media.storage, r.inputs, r.created);
   await refs.pending();
-  return { inputs: r.inputs, commit: refs.commit };
+  return { inputs: r.inputs, commit: refs.commit, discard: refs.discard };
 }
