@@ -33,9 +33,10 @@ export async function takeSlot(run: JobRun): Promise<Lease> {
 /**
  * The instance that already knows this prompt id (pending, running or in history), or
  * undefined: `chosen` first (its error is thrown: its POST would fail the same way), then
- * the other healthy instances (their errors are logged: they are only searched). Each
- * look-up decides a submission, so it goes over a connection of its own
- * (ComfyClient.lookup `freshConnection`).
+ * the other healthy instances (their errors are logged: they are only searched). The
+ * look-ups run side by side (read-only; a fresh pickup waits for the slowest, not the sum).
+ * Each decides a submission, so it goes over a connection of its own (ComfyClient.lookup
+ * `freshConnection`).
  */
 export async function findPrompt(
   run: JobRun,
@@ -44,13 +45,17 @@ export async function findPrompt(
 ): Promise<string | undefined> {
   const { pool } = run.deps;
   const others = pool.healthyUrls().filter((url) => url !== chosen);
-  for (const url of chosen ? [chosen, ...others] : others) {
-    try {
-      const found = await pool.client(url).lookup(promptId, { freshConnection: true });
-      if (found.state !== 'absent') return url;
-    } catch (err) {
-      if (url === chosen) throw err;
-      run.log.warn({ err, comfyuiUrl: url }, 'could not look for the prompt on this instance');
+  const urls = chosen ? [chosen, ...others] : others;
+  const found = await Promise.allSettled(
+    urls.map((url) => pool.client(url).lookup(promptId, { freshConnection: true })),
+  );
+  for (const [i, r] of found.entries()) {
+    if (r.status === 'fulfilled') {
+      if (r.value.state !== 'absent') return urls[i];
+    } else if (urls[i] === chosen) throw r.reason;
+    else {
+      const err: unknown = r.reason;
+      run.log.warn({ err, comfyuiUrl: urls[i] }, 'could not look for the prompt on this instance');
     }
   }
   return undefined;
