@@ -19,9 +19,9 @@ ENV NODE_ENV=production
 WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force
+# the compiled JavaScript and, copied by the build (bin/copy-assets.js), the files read at run
+# time that tsc does not emit: the Redis scripts, the simulator's node catalogue
 COPY --from=build /app/dist ./dist
-# files read at run time that tsc does not emit (the simulator's node catalogue)
-COPY --from=build /app/src/simulator/object-info.json ./dist/src/simulator/object-info.json
 COPY bin ./bin
 # the file storage of docker-compose (STORAGE_URL=file:///data/files): a named volume mounted
 # there starts as a copy of this directory, so it belongs to `node`

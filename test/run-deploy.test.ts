@@ -3,7 +3,9 @@
  * docker-compose.yml, fly.toml and the Dockerfile maps to a source file or npm script, the
  * Fly health check is a route of the API, and fly.toml carries no secrets.
  */
-import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parse as parseToml } from 'smol-toml';
 import { parse as parseYaml } from 'yaml';
@@ -54,15 +56,39 @@ test('the build emits dist/<path>.js for <path>.ts (what the commands below rely
   };
   expect(base.compilerOptions).toMatchObject({ outDir: 'dist', rootDir: '.' });
   expect(build.include).toEqual(expect.arrayContaining(['src', 'workers']));
-  expect(pkg.scripts.build).toBe('tsc -p tsconfig.build.json');
+  expect(pkg.scripts.build).toBe('tsc -p tsconfig.build.json && node bin/copy-assets.js');
+});
+
+test('the build copies the files read at run time that tsc does not emit (Redis scripts…)', () => {
+  const assets = ['src', 'workers', 'dashboard'].flatMap((dir) =>
+    existsSync(join(ROOT, dir))
+      ? (readdirSync(join(ROOT, dir), { recursive: true }) as string[])
+          .filter((f) => !f.endsWith('.ts') && statSync(join(ROOT, dir, f)).isFile())
+          .map((f) => join(dir, f))
+      : [],
+  );
+  expect(assets).toEqual(expect.arrayContaining([join('src', 'scripts', 'persist-5.lua')]));
+  const out = mkdtempSync(join(tmpdir(), 'cq-assets-'));
+  try {
+    execFileSync(process.execPath, [join(ROOT, 'bin', 'copy-assets.js'), out]);
+    for (const asset of assets) {
+      expect({ asset, copied: readFileSync(join(out, asset), 'utf8') }).toEqual({
+        asset,
+        copied: read(asset),
+      });
+    }
+  } finally {
+    rmSync(out, { recursive: true, force: true });
+  }
 });
 
 describe('Dockerfile', () => {
   const text = read('Dockerfile');
   test('multi-stage: a build stage, then production dependencies only, as a non-root user', () => {
     expect(text).toMatch(/FROM \S+ AS build[\s\S]*RUN npm ci[\s\S]*RUN npm run build/);
+    // the whole of dist/: the compiled modules and the files the build copied beside them
     expect(text).toMatch(
-      /FROM \S+ AS runtime[\s\S]*npm ci --omit=dev[\s\S]*COPY --from=build \/app\/dist/,
+      /FROM \S+ AS runtime[\s\S]*npm ci --omit=dev[\s\S]*COPY --from=build \/app\/dist \.\/dist\n/,
     );
     const user = [...text.matchAll(/^USER (\S+)/gm)].pop()?.[1];
     expect(user).toBeDefined();
@@ -84,18 +110,6 @@ describe('Dockerfile', () => {
     const cmd = /^CMD (\[.*\])$/m.exec(text)?.[1];
     expect(cmd).toBeDefined();
     expect(checkCommand(JSON.parse(cmd!) as string[])).toBe('ok');
-  });
-  test('files read at run time that tsc does not emit are copied into dist/', () => {
-    const assets = ['src', 'workers', 'dashboard'].flatMap((dir) =>
-      existsSync(join(ROOT, dir))
-        ? (readdirSync(join(ROOT, dir), { recursive: true }) as string[])
-            .filter((f) => !f.endsWith('.ts') && statSync(join(ROOT, dir, f)).isFile())
-            .map((f) => `${dir}/${f}`)
-        : [],
-    );
-    for (const asset of assets) {
-      expect(text).toContain(`COPY --from=build /app/${asset} ./dist/${asset}`);
-    }
   });
   test('.dockerignore keeps what the build needs', () => {
     const ignored = read('.dockerignore')

@@ -11,7 +11,7 @@ import {
   type JobResult,
 } from '../src/queue';
 import { redisOptions } from '../src/redis';
-import { PROVE_LUA } from '../src/worker/fence';
+import { redisScript } from '../src/scripts';
 import type { FaultPoint } from '../src/worker/processor';
 import { startSystem, type TestSystem } from './helpers/system';
 import { killAll, spawnWorker, type WorkerProcess } from './helpers/worker-process';
@@ -59,7 +59,7 @@ beforeAll(async () => {
   redis = new IORedis(sys.redis.url);
   // the proof's script is in Redis' cache (as after any worker's first proof), so the
   // frozen worker's proof at `fence-sent` is answered by Redis while it is stopped
-  await redis.script('LOAD', PROVE_LUA);
+  await redis.script('LOAD', redisScript('proveLock-1').lua);
   for (const [point] of POINTS) {
     const w = spawnWorker({ ...sys.env, QUEUE_NAME: queueName(point), COMFYQ_PAUSE_AT: point });
     procs.push(w);

@@ -2,6 +2,7 @@ import type IORedis from 'ioredis';
 import { Job } from 'bullmq';
 import { IMAGE_JOB_NAME, CANCEL_FIELD, cancelChannel, jobKey, type ImageQueue } from '../queue';
 import { unparkCancelled } from '../fair';
+import { redisScript } from '../scripts';
 import { notApplied, withBudget } from './enqueue';
 import { OutcomeUnknownError, QueueUnavailableError } from './errors';
 import { publicStatus, type BullState, type JobSnapshot, type PublicStatus } from './job-view';
@@ -26,25 +27,8 @@ export type CancelResult =
   | { outcome: 'not_found' }
   | { outcome: 'already_finished'; status: PublicStatus };
 
-/**
- * Sets the durable cancel mark only on a job that exists and has not finished, atomically
- * (no stray hash for a job that retention just removed, one winner among concurrent cancels),
- * and publishes the cancel to workers in the same step, so an API that dies right after the
- * mark cannot leave a running job unaware of it. The cancel's idempotency key is kept beside
- * the mark, so the same DELETE again is recognised as a repeat.
- * ARGV: field, value, channel, job id, key field, idempotency key ('' for none).
- * Returns 1 set, 2 already set by this key, 0 already marked, -1 no such job, -2 finished.
- */
-const CANCEL_MARK_LUA = `
-if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
-if ARGV[6] ~= '' and redis.call('HGET', KEYS[1], ARGV[5]) == ARGV[6] then return 2 end
-if redis.call('HEXISTS', KEYS[1], 'finishedOn') == 1 then return -2 end
-local set = redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2])
-if set == 1 then
-  if ARGV[6] ~= '' then redis.call('HSET', KEYS[1], ARGV[5], ARGV[6]) end
-  redis.call('PUBLISH', ARGV[3], ARGV[4])
-end
-return set`;
+/** The mark and the message to workers in one script (its file says how). */
+const CANCEL_MARK = redisScript('cancelMark-1');
 
 /** Field beside the cancel mark: the Idempotency-Key of the DELETE that set it. */
 const CANCEL_KEY_FIELD = 'cancelKey';
@@ -94,8 +78,8 @@ export function createCancel(deps: CancelDeps) {
   async function mark(id: string, key: string): Promise<number> {
     if (redis.status !== 'ready') throw new QueueUnavailableError('a cancel (not connected)');
     const sent = redis.eval(
-      CANCEL_MARK_LUA,
-      1,
+      CANCEL_MARK.lua,
+      CANCEL_MARK.numberOfKeys!,
       jobKey(settings, id),
       CANCEL_FIELD,
       new Date(now()).toISOString(),

@@ -13,6 +13,7 @@ import {
   type QueueSettings,
 } from '../queue';
 import { TimeoutError, withTimeout } from '../lifecycle';
+import { redisScript } from '../scripts';
 import {
   bullPriority,
   fairCommands,
@@ -39,20 +40,8 @@ import { DEFAULT_JOB_TYPE } from './schemas';
 export const FINGERPRINT_FIELD = 'bodyHash';
 export const TOKEN_FIELD = 'requestToken';
 
-/**
- * Runs after BullMQ's add in the same MULTI. The first request to create the job owns it
- * (HSETNX of its token) and writes the workflow and the body fingerprint, and enters the
- * job in the list's index (job-index.ts); a duplicate add (same id) leaves everything alone.
- * Returns { fingerprint, token } as stored, or nil when the add wrote no job.
- * KEYS: job hash, then the index sets. ARGV: workflow JSON, fingerprint, token, index member.
- */
-const OWN_FIELDS_LUA = `
-if redis.call("HEXISTS", KEYS[1], "data") == 0 then return nil end
-if redis.call("HSETNX", KEYS[1], "${TOKEN_FIELD}", ARGV[3]) == 1 then
-  redis.call("HSET", KEYS[1], "${WORKFLOW_FIELD}", ARGV[1], "${FINGERPRINT_FIELD}", ARGV[2])
-  for i = 2, #KEYS do redis.call("ZADD", KEYS[i], 0, ARGV[4]) end
-end
-return redis.call("HMGET", KEYS[1], "${FINGERPRINT_FIELD}", "${TOKEN_FIELD}")`;
+/** The job's own fields and index entries, after BullMQ's add in the same MULTI. */
+const OWN_FIELDS = redisScript('ownFields');
 
 export interface NewJob {
   fields: JobFields;
@@ -189,7 +178,7 @@ export function createEnqueue(deps: EnqueueDeps) {
     const token = randomBytes(12).toString('base64url');
     const index = indexEntry(settings, at, id, job.owner, fields.userId);
     multi.eval(
-      OWN_FIELDS_LUA,
+      OWN_FIELDS.lua,
       1 + index.keys.length,
       jobKey(settings, id),
       ...index.keys,
@@ -197,6 +186,9 @@ export function createEnqueue(deps: EnqueueDeps) {
       job.fingerprint,
       token,
       index.member,
+      TOKEN_FIELD,
+      WORKFLOW_FIELD,
+      FINGERPRINT_FIELD,
     );
     if (fair.userFairness) {
       queueTag(multi, fair, {

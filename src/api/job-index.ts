@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import type IORedis from 'ioredis';
 import { z } from 'zod';
 import { CANCEL_FIELD, type JobData, type QueueSettings } from '../queue';
+import { redisScript, defineScripts } from '../scripts';
 import { PUBLIC_STATUSES, publicStatus, type JobSnapshot } from './job-view';
 
 /**
@@ -40,102 +41,9 @@ export function indexEntry(s: Names, at: number, id: string, owner?: string, use
   return { keys, member };
 }
 
-/**
- * Lua: drops a member whose job is gone (no hash, or a hash of a later job with the same
- * id: a reused idempotent id) from every set it is in, as derived from the member.
- * `base` is the queue's key prefix (`<prefix>:<queue>:`).
- */
-const DANGLING_LUA = `
-local function parse(m)
-  return string.match(m, "^(%d+):([^:]+):([^:]*):([^:]*)$")
-end
-local function gone(base, m)
-  local ts, id, o, u = parse(m)
-  if not id then return true, nil end
-  local stored = redis.call("HGET", base .. id, "timestamp")
-  return (not stored) or tonumber(stored) ~= tonumber(ts), id, o, u
-end
-local function drop(base, m, o, u)
-  redis.call("ZREM", base .. "list:all", m)
-  if u and u ~= "" then redis.call("ZREM", base .. "list:u:" .. u, m) end
-  if o and o ~= "" then
-    redis.call("ZREM", base .. "list:o:" .. o .. ":all", m)
-    if u and u ~= "" then redis.call("ZREM", base .. "list:o:" .. o .. ":u:" .. u, m) end
-  end
-end
-`;
-
-/**
- * One page's candidates, newest first after ARGV[2] (a member, '' for the newest): up to
- * ARGV[3] live jobs that may be in public status ARGV[5] ('' any), looking at no more than
- * ARGV[4] members; dangling members met on the way are dropped. Returns { ids, last member
- * looked at or '', more (0/1), dropped }. KEYS: the index, completed, failed, active.
- * ARGV[6]: the cancel mark's field.
- *
- * `maybe` keeps a superset of the jobs `publicStatus` (job-view.ts) gives that status, from
- * BullMQ's sets and, for finished statuses of unfinished jobs (an outcome saved but not yet
- * moved, a cancel mark), a plain search of the job's data; the caller decides exactly.
- */
-const PAGE_LUA = `${DANGLING_LUA}
-local base, after, limit, scanMax, status, markField = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5], ARGV[6]
-local function has(text, needle) return text and string.find(text, needle, 1, true) ~= nil end
-local function maybe(id)
-  if status == "" then return true end
-  local key = base .. id
-  if redis.call("ZSCORE", KEYS[2], id) then return status == "completed" end
-  if redis.call("ZSCORE", KEYS[3], id) then
-    if status == "failed" then return true end
-    if status ~= "cancelled" then return false end
-    local f = redis.call("HMGET", key, "data", "failedReason")
-    return has(f[1], "cancelled") or has(f[2], "cancelled")
-  end
-  local active = redis.call("LPOS", KEYS[4], id)
-  if status == "submitted" or status == "running" then return active ~= false end
-  if status == "queued" then return true end
-  if has(redis.call("HGET", key, "data"), '"status":"' .. status .. '"') then return true end
-  return status == "cancelled" and redis.call("HEXISTS", key, markField) == 1
-end
-local max = after == "" and "+" or ("(" .. after)
-local ids, last, scanned, dropped = {}, after, 0, 0
-while #ids < limit and scanned < scanMax do
-  local batch = redis.call("ZREVRANGEBYLEX", KEYS[1], max, "-", "LIMIT", 0, math.min(100, scanMax - scanned))
-  if #batch == 0 then return { ids, "", 0, dropped } end
-  for _, m in ipairs(batch) do
-    scanned, last = scanned + 1, m
-    local isGone, id, o, u = gone(base, m)
-    if isGone then
-      redis.call("ZREM", KEYS[1], m)
-      drop(base, m, o, u)
-      dropped = dropped + 1
-    elseif maybe(id) then
-      ids[#ids + 1] = id
-    end
-    if #ids >= limit or scanned >= scanMax then break end
-  end
-  max = "(" .. last
-end
-local more = #redis.call("ZREVRANGEBYLEX", KEYS[1], "(" .. last, "-", "LIMIT", 0, 1)
-return { ids, last, more, dropped }`;
-
-/**
- * The sweep: from the oldest member up, drops dangling ones, stopping at the first member
- * created at or after ARGV[2] (ms: no job that young has been removed by retention) or
- * after ARGV[3] members. Returns { dropped, last member looked at, or '' when done }.
- * KEYS: the all-jobs index. ARGV: base, cutoff ms, batch, after ('' from the oldest).
- */
-const SWEEP_LUA = `${DANGLING_LUA}
-local base, cutoff, batch, after = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
-local min = after == "" and "-" or ("(" .. after)
-local dropped = 0
-local members = redis.call("ZRANGEBYLEX", KEYS[1], min, "+", "LIMIT", 0, batch)
-for _, m in ipairs(members) do
-  local ts = tonumber(string.match(m, "^(%d+):") or "0")
-  if ts >= cutoff then return { dropped, "" } end
-  local isGone, _, o, u = gone(base, m)
-  if isGone then drop(base, m, o, u); dropped = dropped + 1 end
-end
-if #members < batch then return { dropped, "" } end
-return { dropped, members[#members] }`;
+/** One page's candidates, and the sweep of removed jobs' members (their files say how). */
+const LIST_PAGE = redisScript('listPage-4');
+const LIST_SWEEP = redisScript('listSweep-1');
 
 export const LIST_LIMIT = { default: 20, max: 100 } as const;
 /** Members one page may look at: the bound on a page's cost, whatever the filter. */
@@ -175,12 +83,8 @@ export interface ListPage {
 
 const userIdOf = (s: JobSnapshot) => (s.data as Partial<JobData> | null)?.request?.userId;
 
-type Script = (...keysAndArgs: (string | number)[]) => Promise<unknown>;
-
 export function createJobIndex(redis: IORedis, settings: Names, keys: Record<string, string>) {
-  const client = redis as IORedis & { comfyqListPage?: Script; comfyqListSweep?: Script };
-  client.defineCommand('comfyqListPage', { numberOfKeys: 4, lua: PAGE_LUA });
-  client.defineCommand('comfyqListSweep', { numberOfKeys: 1, lua: SWEEP_LUA });
+  const scripts = defineScripts(redis, { page: LIST_PAGE, sweep: LIST_SWEEP });
 
   return {
     /**
@@ -195,7 +99,7 @@ export function createJobIndex(redis: IORedis, settings: Names, keys: Record<str
       visible: (s: JobSnapshot) => boolean,
     ): Promise<ListPage> {
       const after = q.cursor === undefined ? '' : decodeCursor(q.cursor);
-      const [ids, last, more] = (await client.comfyqListPage!(
+      const [ids, last, more] = (await scripts.page(
         indexKey(settings, q.owner, q.userId),
         keys.completed,
         keys.failed,
@@ -226,7 +130,7 @@ export function createJobIndex(redis: IORedis, settings: Names, keys: Record<str
       let dropped = 0;
       let after = '';
       do {
-        const [n, last] = (await client.comfyqListSweep!(
+        const [n, last] = (await scripts.sweep(
           indexKey(settings),
           base(settings),
           cutoffMs,

@@ -2,6 +2,7 @@ import type IORedis from 'ioredis';
 import type { Cluster } from 'ioredis';
 import type { Logger } from '../logger';
 import { jobKey, type QueueSettings } from '../queue';
+import { defineScripts, redisScript } from '../scripts';
 import { LockLostError } from './persist';
 
 /**
@@ -83,19 +84,8 @@ export function fenceBounds(s: {
   };
 }
 
-/**
- * KEYS: the job's lock. ARGV: token, lock duration (ms). The lock is renewed like BullMQ's
- * extendLock does; answers its PTTL, or -2 when the lock is not this token's.
- */
-export const PROVE_LUA = `
-if redis.call("GET", KEYS[1]) ~= ARGV[1] then return -2 end
-redis.call("PEXPIRE", KEYS[1], ARGV[2])
-return redis.call("PTTL", KEYS[1])
-`;
-
-type Client = (IORedis | Cluster) & {
-  comfyqProveLock?: (lockKey: string, token: string, ms: string) => Promise<number>;
-};
+/** The lock renewed if it is still this worker's; answers its PTTL, or -2 (proveLock-1.lua). */
+const PROVE_LOCK = redisScript('proveLock-1');
 
 export interface ProverSettings extends Pick<QueueSettings, 'queuePrefix' | 'queueName'> {
   lockDurationMs: number;
@@ -111,19 +101,14 @@ export function createLockProver(
   s: ProverSettings,
   onSent?: () => void,
 ): ProveLock {
-  const client = redis as Client;
-  client.defineCommand('comfyqProveLock', { numberOfKeys: 1, lua: PROVE_LUA });
+  const scripts = defineScripts(redis, { prove: PROVE_LOCK });
   const { marginMs } = fenceBounds({ ...s, comfyuiTimeoutMs: 0, submitGraceMs: 0 });
   return async (jobId, token) => {
     if (!token) throw new FenceError(jobId, 'lost'); // no lock to prove
     const sentAt = performance.now();
-    const reply = client.comfyqProveLock!(
-      `${jobKey(s, jobId)}:lock`,
-      token,
-      String(s.lockDurationMs),
-    );
+    const reply = scripts.prove(`${jobKey(s, jobId)}:lock`, token, String(s.lockDurationMs));
     onSent?.();
-    const pttl = await reply;
+    const pttl = (await reply) as number;
     if (pttl < 0) throw new FenceError(jobId, 'lost');
     return { deadline: sentAt + pttl - marginMs };
   };

@@ -10,6 +10,7 @@ import {
   type QueueSettings,
   type Workflow,
 } from '../queue';
+import { defineScripts, redisScript } from '../scripts';
 
 /**
  * Every write the processor makes to its job, each one round trip and each checked against
@@ -22,61 +23,11 @@ import {
  * - progress: BullMQ's updateProgress (hash field + `progress` event), lock-checked; also
  *   answers whether a cancel was requested.
  * Keys are the job hash, its `:logs` list, its `:lock` and the queue's events stream and
- * meta hash; all share the queue's hash tag (Redis Cluster safe).
+ * meta hash; all share the queue's hash tag (Redis Cluster safe). The scripts are
+ * src/scripts/persist-5.lua and progress-5.lua.
  */
-const LOCK_CHECK = `
-if redis.call("EXISTS", KEYS[1]) == 0 then return -1 end
-if ARGV[1] ~= "" and redis.call("GET", KEYS[3]) ~= ARGV[1] then return -2 end
-`;
-
-/** BullMQ's updateProgress-3.lua: the field and a `progress` event (trimmed like BullMQ does). */
-const WRITE_PROGRESS = `
-local function writeProgress(progress, jobId)
-  local maxEvents = redis.call("HGET", KEYS[5], "opts.maxLenEvents")
-  if not maxEvents then
-    maxEvents = 10000
-    redis.call("HSET", KEYS[5], "opts.maxLenEvents", maxEvents)
-  end
-  redis.call("HSET", KEYS[1], "progress", progress)
-  redis.call("XADD", KEYS[4], "MAXLEN", "~", maxEvents, "*", "event", "progress", "jobId", jobId, "data", progress)
-end
-`;
-
-/**
- * ARGV: token, data, progress, log line, cancel field, return value, job id, failed reason.
- * The return value is written with the outcome, so a worker that dies before BullMQ's
- * moveToFinished finds the outputs in the job (BullMQ writes the same value again); the
- * workflow field goes with it (a failed job keeps its workflow until retention).
- */
-const PERSIST_LUA = `${LOCK_CHECK}${WRITE_PROGRESS}
-redis.call("HSET", KEYS[1], "data", ARGV[2])
-if ARGV[3] ~= "" then writeProgress(ARGV[3], ARGV[7]) end
-if ARGV[4] ~= "" then redis.call("RPUSH", KEYS[2], ARGV[4]) end
-if ARGV[6] ~= "" then
-  redis.call("HSET", KEYS[1], "returnvalue", ARGV[6])
-  redis.call("HDEL", KEYS[1], "${WORKFLOW_FIELD}")
-end
-if ARGV[8] ~= "" then redis.call("HSET", KEYS[1], "failedReason", ARGV[8]) end
-if redis.call("HEXISTS", KEYS[1], ARGV[5]) == 1 then return 1 end
-return 0
-`;
-
-/** ARGV: token, progress, job id, cancel field; answers whether a cancel was requested. */
-const PROGRESS_LUA = `${LOCK_CHECK}${WRITE_PROGRESS}
-writeProgress(ARGV[2], ARGV[3])
-if redis.call("HEXISTS", KEYS[1], ARGV[4]) == 1 then return 1 end
-return 0
-`;
-
-type Script = (
-  k1: string,
-  k2: string,
-  k3: string,
-  k4: string,
-  k5: string,
-  ...argv: string[]
-) => Promise<number>;
-type Client = (IORedis | Cluster) & { comfyqPersist?: Script; comfyqProgress?: Script };
+const PERSIST = redisScript('persist-5');
+const PROGRESS = redisScript('progress-5');
 
 /** The job is no longer this worker's: stop following it and write nothing more. */
 export class LockLostError extends Error {
@@ -117,9 +68,7 @@ export function createJobWriter(
   redis: IORedis | Cluster,
   s: Pick<QueueSettings, 'queuePrefix' | 'queueName'>,
 ): JobWriter {
-  const client = redis as Client;
-  client.defineCommand('comfyqPersist', { numberOfKeys: 5, lua: PERSIST_LUA });
-  client.defineCommand('comfyqProgress', { numberOfKeys: 5, lua: PROGRESS_LUA });
+  const scripts = defineScripts(redis, { persist: PERSIST, progress: PROGRESS });
   const keys = (jobId: string) => {
     const key = jobKey(s, jobId);
     const queueKey = `${s.queuePrefix}:${s.queueName}`;
@@ -131,7 +80,7 @@ export function createJobWriter(
   };
   return {
     async persist(jobId, token, data, opts = {}) {
-      const r = await client.comfyqPersist!(
+      const r = (await scripts.persist(
         ...keys(jobId),
         token ?? '',
         JSON.stringify(data),
@@ -141,22 +90,23 @@ export function createJobWriter(
         opts.result ? JSON.stringify(opts.result) : '',
         jobId,
         opts.failedReason ?? '',
-      );
+        WORKFLOW_FIELD,
+      )) as number;
       check(r, jobId);
       return { cancelRequested: r === 1 };
     },
     async readWorkflow(jobId) {
-      const text = await client.hget(keys(jobId)[0], WORKFLOW_FIELD);
+      const text = await redis.hget(keys(jobId)[0], WORKFLOW_FIELD);
       return text === null ? null : (JSON.parse(text) as Workflow);
     },
     async progress(jobId, token, progress) {
-      const r = await client.comfyqProgress!(
+      const r = (await scripts.progress(
         ...keys(jobId),
         token ?? '',
         JSON.stringify(progress),
         jobId,
         CANCEL_FIELD,
-      );
+      )) as number;
       check(r, jobId);
       return { cancelRequested: r === 1 };
     },
