@@ -13,6 +13,7 @@ import {
   type QueueSettings,
 } from '../queue';
 import { TimeoutError, withTimeout } from '../lifecycle';
+import { notApplied } from '../redis-errors';
 import { redisScript } from '../scripts';
 import {
   bullPriority,
@@ -67,22 +68,6 @@ export type EnqueueResult =
 export function idempotentJobId(key: string, userId?: string, owner?: string): string {
   const scope = owner === undefined ? [userId ?? null, key] : [owner, userId ?? null, key];
   return `idem-${createHash('sha256').update(JSON.stringify(scope)).digest('hex')}`;
-}
-
-/**
- * Errors that mean the write did not happen: the command never left this process (offline
- * queue disabled), or Redis answered it with an error before running it (a MULTI discarded
- * with EXECABORT, OOM at maxmemory, LOADING, READONLY, a cluster redirect failure).
- */
-export function notApplied(err: unknown): boolean {
-  if (!(err instanceof Error)) return false;
-  if (/Stream isn't writeable/.test(err.message)) return true;
-  return (
-    err.name === 'ReplyError' &&
-    /^(EXECABORT|OOM|LOADING|READONLY|MASTERDOWN|CLUSTERDOWN|TRYAGAIN|NOSCRIPT|BUSY)\b/.test(
-      err.message,
-    )
-  );
 }
 
 export interface EnqueueDeps {

@@ -1,6 +1,7 @@
 import type IORedis from 'ioredis';
 import type { ImageJob, ImageQueue, JobData } from '../queue';
 import { withTimeout } from '../lifecycle';
+import { isConnectionError } from '../redis-errors';
 import { createCancel } from './cancel';
 import { createEnqueue, withBudget } from './enqueue';
 import { QueueUnavailableError } from './errors';
@@ -45,18 +46,6 @@ export type RetryResult =
   | { outcome: 'retried'; snapshot: JobSnapshot }
   | { outcome: 'not_found' }
   | { outcome: 'already_finished' | 'not_finished'; status: PublicStatus };
-
-const CONNECTION_ERROR =
-  /Connection is closed|Stream isn't writeable|max retries per request|ECONNREFUSED|ECONNRESET|EPIPE|ETIMEDOUT|EHOSTUNREACH|ENOTFOUND|Socket closed|LOADING|READONLY|CLUSTERDOWN|TRYAGAIN|OOM command not allowed/i;
-
-/** Errors that mean "Redis is not reachable or not serving", as ioredis and BullMQ word them. */
-export function isConnectionError(err: unknown): boolean {
-  if (!(err instanceof Error)) return false;
-  const code = (err as NodeJS.ErrnoException).code ?? '';
-  return (
-    err.name === 'MaxRetriesPerRequestError' || CONNECTION_ERROR.test(`${code} ${err.message}`)
-  );
-}
 
 export type { CancelOptions, CancelResult } from './cancel';
 
