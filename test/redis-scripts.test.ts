@@ -32,7 +32,6 @@ test('each script: its name and key count from its file name', () => {
     ['cancelMark-1', 'cancelMark', 1],
     ['listPage-4', 'listPage', 4],
     ['listSweep-1', 'listSweep', 1],
-    ['ownFields', 'ownFields', undefined],
     ['persist-5', 'persist', 5],
     ['progress-5', 'progress', 5],
     ['proveLock-1', 'proveLock', 1],

@@ -1,5 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { Job } from 'bullmq';
+import type IORedis from 'ioredis';
 import type { ChainableCommander } from 'ioredis';
 import { v7 as uuidv7 } from 'uuid';
 import {
@@ -14,12 +15,12 @@ import {
 } from '../queue';
 import { TimeoutError, withTimeout } from '../lifecycle';
 import { notApplied } from '../redis-errors';
-import { redisScript } from '../scripts';
 import {
+  ENQUEUE_FAIR,
   bullPriority,
-  fairCommands,
-  queueTag,
+  enqueueFairArgs,
   reserveQueued,
+  tracksUsers,
   unreserveQueued,
   type FairSettings,
 } from '../fair';
@@ -41,8 +42,53 @@ import { DEFAULT_JOB_TYPE } from './schemas';
 export const FINGERPRINT_FIELD = 'bodyHash';
 export const TOKEN_FIELD = 'requestToken';
 
-/** The job's own fields and index entries, after BullMQ's add in the same MULTI. */
-const OWN_FIELDS = redisScript('ownFields');
+/**
+ * Runs after BullMQ's add in the same MULTI (one EVALSHA). The first request to create the
+ * job owns it (HSETNX of its token) and writes the workflow and the body fingerprint,
+ * enters the job in the list's index (job-index.ts) and, with fairness or a queued limit,
+ * in its user's waiting zset, tagged (ENQUEUE_FAIR, src/fair); a duplicate add (same id)
+ * leaves everything alone. A reservation of the queued limit is dropped either way.
+ * Returns { fingerprint, token } as stored, or nil when the add wrote no job.
+ * KEYS: job hash, the index sets (ARGV[5] of them), then with users tracked: prioritized,
+ * F.."vt", F.."w:"..user, F.."users", F.."r:"..user.
+ * ARGV: workflow JSON, fingerprint, token, index member, number of index sets, mode ("":
+ * none, "queued": the waiting zset only, "fair": tagged too), band (BullMQ priority),
+ * user, job id, "1" when a reservation was made.
+ */
+const ENQUEUE_LUA = `${ENQUEUE_FAIR}
+local job = KEYS[1]
+local f = 2 + tonumber(ARGV[5])
+if ARGV[10] == "1" then redis.call("ZREM", KEYS[f + 4], ARGV[9]) end
+if redis.call("HEXISTS", job, "data") == 0 then return nil end
+if redis.call("HSETNX", job, "${TOKEN_FIELD}", ARGV[3]) == 0 then
+  return redis.call("HMGET", job, "${FINGERPRINT_FIELD}", "${TOKEN_FIELD}")
+end
+for i = 2, f - 1 do redis.call("ZADD", KEYS[i], 0, ARGV[4]) end
+if ARGV[6] == "" then
+  redis.call("HSET", job, "${WORKFLOW_FIELD}", ARGV[1], "${FINGERPRINT_FIELD}", ARGV[2])
+else
+  local fair = ARGV[6] == "fair"
+  local tag = enqueueFair(KEYS[f], KEYS[f + 1], KEYS[f + 2], KEYS[f + 3], ARGV[7], ARGV[8], ARGV[9], fair)
+  if fair then
+    redis.call("HSET", job, "${WORKFLOW_FIELD}", ARGV[1], "${FINGERPRINT_FIELD}", ARGV[2],
+      "fairUser", ARGV[8], "fairTag", tag)
+  else
+    redis.call("HSET", job, "${WORKFLOW_FIELD}", ARGV[1], "${FINGERPRINT_FIELD}", ARGV[2],
+      "fairUser", ARGV[8])
+  end
+end
+return { ARGV[2], ARGV[3] }`;
+
+type EnqueueScript = (...args: (string | number)[]) => Promise<unknown>;
+
+/** Defines the enqueue's script on BullMQ's connection once (EVALSHA, loaded on first use). */
+function enqueueCommand<C extends { defineCommand: IORedis['defineCommand'] }>(
+  client: C,
+): C & { comfyqEnqueue: EnqueueScript } {
+  const c = client as C & { comfyqEnqueue?: EnqueueScript };
+  if (!c.comfyqEnqueue) c.defineCommand('comfyqEnqueue', { lua: ENQUEUE_LUA });
+  return c as C & { comfyqEnqueue: EnqueueScript };
+}
 
 export interface NewJob {
   fields: JobFields;
@@ -109,10 +155,9 @@ function storedBy(
   replies: [Error | null, unknown][] | null,
   token: string,
 ): [string, string] | null {
-  const [addReply, own, tag] = replies ?? [];
+  const [addReply, own] = replies ?? [];
   if (addReply?.[0]) throw addReply[0];
   if (own?.[0]) throw own[0];
-  if (tag?.[0]) throw tag[0];
   const stored = own?.[1] as [string | null, string | null] | null;
   return stored && stored[0] !== null ? [stored[0], stored[1] === token ? 'mine' : ''] : null;
 }
@@ -154,37 +199,32 @@ export function createEnqueue(deps: EnqueueDeps) {
       timestamp: at,
       jobId: id,
     };
-    const client = await queue.backend.client;
+    const client = enqueueCommand(await queue.backend.client); // before the MULTI uses it
     if (client.status !== 'ready') throw new QueueUnavailableError('an enqueue (not connected)');
-    if (fair.userMaxQueued > 0) await reserve(client, fair, fields.userId, id, at, budgetMs);
-    if (fair.userFairness) fairCommands(client as never); // before the MULTI that uses them
-    const multi = client.multi() as unknown as ChainableCommander;
+    const reserved = fair.userMaxQueued > 0;
+    if (reserved) await reserve(client, fair, fields.userId, id, at, budgetMs);
+    const multi = client.multi() as unknown as ChainableCommander &
+      Pick<typeof client, 'comfyqEnqueue'>;
     await new Job(queue, IMAGE_JOB_NAME, data, opts, id).addJob(multi as never);
     const token = randomBytes(12).toString('base64url');
     const index = indexEntry(settings, at, id, job.owner, fields.userId);
-    multi.eval(
-      OWN_FIELDS.lua,
-      1 + index.keys.length,
+    const users = tracksUsers(fair) ? enqueueFairArgs(fair, fields.userId, priority) : undefined;
+    const mode = users ? (fair.userFairness ? 'fair' : 'queued') : '';
+    void multi.comfyqEnqueue(
+      1 + index.keys.length + (users?.keys.length ?? 0),
       jobKey(settings, id),
       ...index.keys,
+      ...(users?.keys ?? []),
       job.workflowJson,
       job.fingerprint,
       token,
       index.member,
-      TOKEN_FIELD,
-      WORKFLOW_FIELD,
-      FINGERPRINT_FIELD,
+      index.keys.length,
+      mode,
+      ...(users?.args ?? ['', '']),
+      id,
+      reserved ? '1' : '0',
     );
-    if (fair.userFairness) {
-      queueTag(multi, fair, {
-        id,
-        userId: fields.userId,
-        priority,
-        tokenField: TOKEN_FIELD,
-        token,
-        now: at,
-      });
-    }
     try {
       return storedBy(await withTimeout('an enqueue', budgetMs, multi.exec()), token);
     } catch (err) {

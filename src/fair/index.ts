@@ -1,14 +1,9 @@
 import { PRIORITY_LIMIT } from 'bullmq';
 import type IORedis from 'ioredis';
-import type { Cluster, ChainableCommander } from 'ioredis';
-import {
-  ADMIT_LUA,
-  RELEASE_LUA,
-  RESERVE_LUA,
-  TAG_LUA,
-  UNPARK_CANCELLED_LUA,
-  USAGE_LUA,
-} from './scripts';
+import type { Cluster } from 'ioredis';
+import { ADMIT_LUA, RELEASE_LUA, RESERVE_LUA, UNPARK_CANCELLED_LUA, USAGE_LUA } from './scripts';
+
+export { ENQUEUE_FAIR } from './scripts';
 
 /**
  * Fair sharing between users (DESIGN "Fair sharing between users"): round-robin order
@@ -48,6 +43,7 @@ export function fairKeys(s: Pick<FairSettings, 'queuePrefix' | 'queueName'>) {
     waiting: (u: string) => `${F}w:${u}`,
     active: (u: string) => `${F}a:${u}`,
     parked: (u: string) => `${F}p:${u}`,
+    reserved: (u: string) => `${F}r:${u}`,
     users: `${F}users`,
     vt: `${F}vt`,
     maxActive: `${F}max-active`,
@@ -61,20 +57,27 @@ export function fairKeys(s: Pick<FairSettings, 'queuePrefix' | 'queueName'>) {
   };
 }
 
+/** Whether the enqueue keeps the users' waiting zsets: fairness or a queued limit. */
+export const tracksUsers = (s: Pick<FairSettings, 'userFairness' | 'userMaxQueued'>): boolean =>
+  s.userFairness || s.userMaxQueued > 0;
+
 /**
- * The BullMQ priority of a request's priority: with fairness every job is prioritized
- * (1 + the request's, so `wait` holds only jobs BullMQ puts back: stalled, handed off,
- * cancelled ones, which run first; the two lowest priorities, 2,097,150 and 2,097,151,
- * share BullMQ's last one); without it, BullMQ's own (0: plain FIFO).
+ * The BullMQ priority of a request's priority: with fairness (or a queued limit, which
+ * counts jobs by their place in `prioritized`) every job is prioritized (1 + the
+ * request's, so `wait` holds only jobs BullMQ puts back: stalled, handed off, cancelled
+ * ones, which run first; the two lowest priorities, 2,097,150 and 2,097,151, share BullMQ's
+ * last one); without, BullMQ's own (0: plain FIFO).
  */
-export function bullPriority(s: Pick<FairSettings, 'userFairness'>, requested = 0): number {
-  return s.userFairness ? Math.min(requested + 1, PRIORITY_LIMIT) : requested;
+export function bullPriority(
+  s: Pick<FairSettings, 'userFairness' | 'userMaxQueued'>,
+  requested = 0,
+): number {
+  return tracksUsers(s) ? Math.min(requested + 1, PRIORITY_LIMIT) : requested;
 }
 
 type Client = IORedis | Cluster;
 type Cmd = (...args: (string | number)[]) => Promise<unknown>;
 interface FairCommands {
-  comfyqFairTag: Cmd;
   comfyqFairReserve: Cmd;
   comfyqFairAdmit: Cmd;
   comfyqFairRelease: Cmd;
@@ -84,9 +87,8 @@ interface FairCommands {
 /** Defines the fair scripts on a connection once (EVALSHA, loaded on first use). */
 export function fairCommands(client: Client): Client & FairCommands {
   const c = client as Client & Partial<FairCommands>;
-  if (!c.comfyqFairTag) {
-    c.defineCommand('comfyqFairTag', { numberOfKeys: 5, lua: TAG_LUA });
-    c.defineCommand('comfyqFairReserve', { numberOfKeys: 4, lua: RESERVE_LUA });
+  if (!c.comfyqFairReserve) {
+    c.defineCommand('comfyqFairReserve', { numberOfKeys: 6, lua: RESERVE_LUA });
     c.defineCommand('comfyqFairAdmit', { numberOfKeys: 8, lua: ADMIT_LUA });
     c.defineCommand('comfyqFairRelease', { numberOfKeys: 8, lua: RELEASE_LUA });
     c.defineCommand('comfyqFairUsage', { numberOfKeys: 0, lua: USAGE_LUA });
@@ -94,35 +96,21 @@ export function fairCommands(client: Client): Client & FairCommands {
   return c as Client & FairCommands;
 }
 
-export interface TagArgs {
-  id: string;
-  userId?: string;
-  /** the job's BullMQ priority (>= 1) */
-  priority: number;
-  /** the hash field and value that say this request created the job */
-  tokenField: string;
-  token: string;
-  now: number;
-}
-
-/** Queues the tag script on an enqueue's MULTI, right after BullMQ's add (see TAG_LUA). */
-export function queueTag(multi: ChainableCommander, s: FairSettings, a: TagArgs): void {
+/**
+ * The keys and arguments of ENQUEUE_FAIR for a job (see the enqueue's script): prioritized,
+ * vt, the user's waiting zset, users, the user's reservations; band, user.
+ */
+export function enqueueFairArgs(
+  s: Pick<FairSettings, 'queuePrefix' | 'queueName'>,
+  userId: string | undefined,
+  priority: number,
+): { keys: string[]; args: string[] } {
   const k = fairKeys(s);
-  const u = userOf(a.userId);
-  (multi as unknown as FairCommands).comfyqFairTag(
-    `${k.P}${a.id}`,
-    k.prioritized,
-    k.vt,
-    k.waiting(u),
-    k.users,
-    a.tokenField,
-    a.token,
-    a.priority,
-    u,
-    a.id,
-    a.now,
-    k.P,
-  );
+  const u = userOf(userId);
+  return {
+    keys: [k.prioritized, k.vt, k.waiting(u), k.users, k.reserved(u)],
+    args: [String(priority), u],
+  };
 }
 
 /**
@@ -143,11 +131,12 @@ export async function reserveQueued(
     k.parked(u),
     k.maxQueued,
     k.users,
+    k.reserved(u),
+    k.prioritized,
     u,
     s.userMaxQueued,
     id,
     now,
-    k.P,
   );
   return r === 1;
 }
@@ -159,7 +148,7 @@ export async function unreserveQueued(
   userId: string | undefined,
   id: string,
 ): Promise<void> {
-  await client.zrem(fairKeys(s).waiting(userOf(userId)), id);
+  await client.zrem(fairKeys(s).reserved(userOf(userId)), id);
 }
 
 /** A cancelled job that is parked goes to the front of the queue (UNPARK_CANCELLED_LUA). */
@@ -193,7 +182,6 @@ export function createFairWorker(client: Client, s: FairSettings) {
         user,
         s.userMaxActive,
         k.P,
-        Date.now(),
       ),
     );
   return {
@@ -277,12 +265,10 @@ export async function topUsers(
   };
   const c = fairCommands(client);
   for (let i = 0; i === 0 || i < users.length; i += 200) {
-    const [running, queued] = (await c.comfyqFairUsage(
-      k.F,
-      k.P,
-      Date.now(),
-      ...users.slice(i, i + 200),
-    )) as [(string | number)[], (string | number)[]];
+    const [running, queued] = (await c.comfyqFairUsage(k.F, k.P, ...users.slice(i, i + 200))) as [
+      (string | number)[],
+      (string | number)[],
+    ];
     if (i === 0)
       for (let j = 0; j + 1 < running.length; j += 2)
         of(String(running[j])).active = Number(running[j + 1]);

@@ -10,26 +10,24 @@
 export const BAND = 4294967296;
 
 /**
- * Drops stale entries from the oldest end of a user's waiting zset (score: enqueue time;
- * negative while only reserved by RESERVE_LUA): a job BullMQ has started (`processedOn`),
- * one whose hash is gone (removed; a reservation only after a minute: its add may still
- * come). Stops at the first live job, so each entry is looked at about once; young
- * reservations are passed over. Returns the zset's size after.
+ * A user's waiting zset holds each of the user's jobs in `prioritized` with the same score
+ * (set by ENQUEUE_FAIR). BullMQ takes jobs from `prioritized` lowest score first, so an entry
+ * scored below the queue's head has been taken (started, parked) or left otherwise
+ * (cancelled, removed): it is dropped with one range removal, and an entry at the head's
+ * own score is checked in `prioritized` (the round being served). Nothing in
+ * `prioritized`: nothing waits. Returns the zset's size after.
  */
 const TRIM_WAITING = `
-local function trimWaiting(wkey, prefix, now, limit)
-  local entries = redis.call("ZRANGE", wkey, 0, limit - 1, "WITHSCORES")
-  for i = 1, #entries, 2 do
-    local id, at = entries[i], tonumber(entries[i + 1])
-    local jkey = prefix .. id
-    local stale
-    if redis.call("EXISTS", jkey) == 1 then
-      stale = redis.call("HEXISTS", jkey, "processedOn") == 1
-      if not stale and at > 0 then break end
-    else
-      stale = at > 0 or -at < now - 60000
-    end
-    if stale then redis.call("ZREM", wkey, id) end
+local function trimWaiting(wkey, pkey)
+  local head = redis.call("ZRANGE", pkey, 0, 0, "WITHSCORES")
+  if not head[2] then
+    redis.call("DEL", wkey)
+    return 0
+  end
+  local h = tonumber(head[2])
+  redis.call("ZREMRANGEBYSCORE", wkey, "-inf", h - 1)
+  for _, id in ipairs(redis.call("ZRANGEBYSCORE", wkey, h, h)) do
+    if not redis.call("ZSCORE", pkey, id) then redis.call("ZREM", wkey, id) end
   end
   return redis.call("ZCARD", wkey)
 end`;
@@ -59,63 +57,88 @@ local function limitOf(hkey, user, default)
 end`;
 
 /**
- * Run in the enqueue's MULTI after BullMQ's add (which put the job in `prioritized` with
- * BullMQ's own counter as its tag). Only for the job this request created (its request
- * token is on the hash). Gives the job its tag: the band's virtual time V (the tag of its
- * head, never moving back) plus the user's other waiting jobs, so a user's k-th waiting job
- * sits after every other user's (k-1)-th (equal tags: BullMQ's member order, i.e. job id).
- * KEYS: job hash, prioritized, F.."vt", F.."w:"..user, F.."users".
- * ARGV: token field, token, band (BullMQ priority >= 1), user, job id, now (ms), prefix P.
- * Returns the tag, or -1 for a job this request did not create.
+ * A Lua function for the enqueue's own script (src/api/enqueue.ts), run in its MULTI right
+ * after BullMQ's add (which put the job in `prioritized` with BullMQ's own counter as its
+ * tag), only for the job this request created. With `fair` it gives the job its tag: the
+ * band's virtual time V (the tag of its head, never moving back) plus the user's other
+ * waiting jobs of the band, so a user's k-th waiting job sits after every other user's
+ * (k-1)-th (equal tags: BullMQ's member order, i.e. job id); without, the job keeps
+ * BullMQ's score (USER_MAX_QUEUED alone). Either way the user's waiting zset gets the job
+ * with its score in `prioritized`, and loses what lies below V and the queue's head
+ * (taken: see TRIM_WAITING), in ranges, without a look at any job.
+ * Arguments: prioritized, F.."vt", F.."w:"..user, F.."users", band (BullMQ priority >= 1,
+ * a string), user, job id, fair (boolean). Returns the tag (0 without `fair`).
  */
-export const TAG_LUA = `${TRIM_WAITING}
-if redis.call("HGET", KEYS[1], ARGV[1]) ~= ARGV[2] then return -1 end
-local id = ARGV[5]
-local base = tonumber(ARGV[3]) * ${BAND}
-local vfield = "v:" .. ARGV[3]
-local v = tonumber(redis.call("HGET", KEYS[3], vfield) or "0")
--- the band's head other than this job (which BullMQ just added with its counter)
-local head = redis.call("ZRANGEBYSCORE", KEYS[2], base, base + ${BAND - 1}, "WITHSCORES", "LIMIT", 0, 2)
-local at = head[1] == id and 4 or 2
-if head[at] then
-  local t = tonumber(head[at]) - base
-  if t > v then v = t; redis.call("HSET", KEYS[3], vfield, v) end
-end
-local now = tonumber(ARGV[6])
-redis.call("ZADD", KEYS[4], now, id)
-local n = trimWaiting(KEYS[4], ARGV[7], now, 4)
-local tag = math.min(v + n - 1, ${BAND - 1})
-redis.call("ZADD", KEYS[2], "XX", base + tag, id)
-redis.call("HSET", KEYS[1], "fairTag", tag, "fairUser", ARGV[4])
-redis.call("SADD", KEYS[5], ARGV[4])
-return tag`;
+export const ENQUEUE_FAIR = `
+local function enqueueFair(pkey, vkey, wkey, ukey, band, user, id, fair)
+  local base = tonumber(band) * ${BAND}
+  local top = base + ${BAND - 1}
+  local vfield = "v:" .. band
+  local v = tonumber(redis.call("HGET", vkey, vfield) or "0")
+  -- the queue's head other than this job; when a higher band is not empty, this band's
+  local head = redis.call("ZRANGE", pkey, 0, 0, "WITHSCORES")
+  if head[1] == id then head = redis.call("ZRANGE", pkey, 1, 1, "WITHSCORES") end
+  local first = tonumber(head[2])
+  local bandHead = first
+  if first and first < base then
+    redis.call("ZREMRANGEBYSCORE", wkey, "-inf", first - 1)
+    head = redis.call("ZRANGEBYSCORE", pkey, base, top, "WITHSCORES", "LIMIT", 0, 2)
+    bandHead = tonumber(head[head[1] == id and 4 or 2])
+  end
+  if bandHead and bandHead <= top and bandHead - base > v then
+    v = bandHead - base
+    redis.call("HSET", vkey, vfield, v)
+  end
+  -- the user's waiting jobs of the band: from V on (below it they have been taken)
+  local n = redis.call("ZCOUNT", wkey, base + v, top)
+  local tag = math.min(v + n, ${BAND - 1})
+  -- what was taken is dropped when the user has nothing waiting, else at every 16th tag
+  -- (a user's tags grow while they wait: a bounded rest stays, counted nowhere)
+  if n == 0 or tag % 16 == 0 then
+    redis.call("ZREMRANGEBYSCORE", wkey, (first and first < base) and base or "-inf", base + v - 1)
+  end
+  local score
+  if fair then
+    score = base + tag
+    redis.call("ZADD", pkey, "XX", score, id)
+  else
+    tag = 0
+    score = tonumber(redis.call("ZSCORE", pkey, id))
+  end
+  if score then redis.call("ZADD", wkey, score, id) end
+  -- a user with waiting jobs is in the users set already (RELEASE_LUA drops only users
+  -- with none)
+  if n == 0 then redis.call("SADD", ukey, user) end
+  return tag
+end`;
 
 /**
  * Before the add, when the user has a queued limit: the user's waiting plus parked jobs
- * against it (stale waiting entries are dropped first); under it, the job id is reserved
- * in the waiting zset (so concurrent requests count each other).
- * KEYS: F.."w:"..user, F.."p:"..user, F.."max-queued", F.."users".
- * ARGV: user, default limit, job id, now, prefix P.
+ * plus reservations against it (stale waiting entries are dropped first); under it, the
+ * job id is reserved in the user's reservations zset (score: now), so concurrent requests
+ * count each other. The enqueue's script drops the reservation; one whose add never came
+ * is dropped after a minute.
+ * KEYS: F.."w:"..user, F.."p:"..user, F.."max-queued", F.."users", F.."r:"..user,
+ * prioritized. ARGV: user, default limit, job id, now.
  * Returns 1 reserved (or no limit), 0 full.
  */
 export const RESERVE_LUA = `${TRIM_WAITING}${LIMIT_OF}
 local limit = limitOf(KEYS[3], ARGV[1], ARGV[2])
 if not limit then return 1 end
 local now = tonumber(ARGV[4])
-local n = trimWaiting(KEYS[1], ARGV[5], now, 20)
-if n + redis.call("ZCARD", KEYS[2]) >= limit then
-  -- a full look, once at the limit: started or removed jobs anywhere in the zset
-  local entries = redis.call("ZRANGE", KEYS[1], 0, -1, "WITHSCORES")
-  for i = 1, #entries, 2 do
-    local jkey = ARGV[5] .. entries[i]
-    local started = redis.call("HEXISTS", jkey, "processedOn") == 1
-    if started or (tonumber(entries[i + 1]) > 0 and redis.call("EXISTS", jkey) == 0) then
-      redis.call("ZREM", KEYS[1], entries[i])
-    end
-  end
-  if redis.call("ZCARD", KEYS[1]) + redis.call("ZCARD", KEYS[2]) >= limit then return 0 end
+redis.call("ZREMRANGEBYSCORE", KEYS[5], "-inf", now - 60000)
+local function queued()
+  return redis.call("ZCARD", KEYS[1]) + redis.call("ZCARD", KEYS[2]) + redis.call("ZCARD", KEYS[5])
 end
-redis.call("ZADD", KEYS[1], "NX", -now, ARGV[3])
+trimWaiting(KEYS[1], KEYS[6])
+if queued() >= limit then
+  -- a full look, once at the limit: entries whose job is no longer in prioritized
+  for _, id in ipairs(redis.call("ZRANGE", KEYS[1], 0, -1)) do
+    if not redis.call("ZSCORE", KEYS[6], id) then redis.call("ZREM", KEYS[1], id) end
+  end
+  if queued() >= limit then return 0 end
+end
+redis.call("ZADD", KEYS[5], now, ARGV[3])
 redis.call("SADD", KEYS[4], ARGV[1])
 return 1`;
 
@@ -161,13 +184,13 @@ return 0`;
  * BullMQ's marker. Run when a job of the user ends, and by the periodic sweep. A user with
  * nothing left leaves the users set.
  * KEYS: F.."a:"..user, F.."p:"..user, F.."w:"..user, F.."max-active", F.."users",
- * prioritized, wait, marker. ARGV: user, default limit, prefix P, now (ms).
+ * prioritized, wait, marker. ARGV: user, default limit, prefix P.
  * Returns the number of jobs unparked.
  */
 export const RELEASE_LUA = `${TRIM_WAITING}${HEAL_ACTIVE}${LIMIT_OF}
 local limit = limitOf(KEYS[4], ARGV[1], ARGV[2])
 local n = healActive(KEYS[1], ARGV[3])
-local w = trimWaiting(KEYS[3], ARGV[3], tonumber(ARGV[4]), 20)
+local w = trimWaiting(KEYS[3], KEYS[6])
 local free = limit and (limit - n) or redis.call("ZCARD", KEYS[2])
 local moved = 0
 while free > 0 do
@@ -191,7 +214,7 @@ return moved`;
  * Per-user counts for metrics and the dashboard. Running: BullMQ's active list, each job's
  * user read from its hash. For each user given: waiting (never started, stale entries
  * dropped) and parked. KEYS: none (built from ARGV[1] = F and ARGV[2] = P, one slot).
- * ARGV: F, P, now, users... Returns { {user, running, ...}, {user, waiting, parked, ...} }.
+ * ARGV: F, P, users... Returns { {user, running, ...}, {user, waiting, parked, ...} }.
  */
 export const USAGE_LUA = `${TRIM_WAITING}
 local running, counts = {}, {}
@@ -201,10 +224,10 @@ for _, id in ipairs(redis.call("LRANGE", ARGV[2] .. "active", 0, -1)) do
 end
 for u, n in pairs(counts) do running[#running + 1] = u; running[#running + 1] = n end
 local queued = {}
-for i = 4, #ARGV do
+for i = 3, #ARGV do
   local u = ARGV[i]
   queued[#queued + 1] = u
-  queued[#queued + 1] = trimWaiting(ARGV[1] .. "w:" .. u, ARGV[2], tonumber(ARGV[3]), 100)
+  queued[#queued + 1] = trimWaiting(ARGV[1] .. "w:" .. u, ARGV[2] .. "prioritized")
   queued[#queued + 1] = redis.call("ZCARD", ARGV[1] .. "p:" .. u)
 end
 return { running, queued }`;

@@ -5,7 +5,7 @@ import type { Cluster, default as IORedis } from 'ioredis';
 /**
  * The Redis scripts, one per `.lua` file in this folder, kept as BullMQ keeps its own
  * (`commands/updateProgress-3.lua`): `<name>-<number of KEYS>.lua`. A script whose key count
- * varies has no count in its name (`ownFields.lua`): its caller passes the count first.
+ * varies has no count in its name: its caller passes the count first.
  * A line `--- @include "includes/<file>"` stands for that file (functions several scripts
  * share; each included once per script), as in BullMQ's scripts. A script forked from one
  * of BullMQ's names it and its sha256 in a `-- forked from BullMQ …` line, which
