@@ -102,25 +102,9 @@ export const fairShare: Figure = async (ctx: BenchContext, scope: Scope): Promis
   };
   await on.enqueue(100); // warm-up: scripts loaded, connections up
   await on.drain(100);
-  await off.enqueue(100);
-  await off.drain(100);
-  for (let r = 0; r < rounds; r++) {
-    // enqueues in slices that alternate between the sides, so a change of the machine's
-    // load (it is shared) hits both alike; then each side's worker drains its block
-    for (let i = 0; i < SLICES; i++) {
-      for (const [name, s] of (r + i) % 2
-        ? ([
-            ['off', off],
-            ['on', on],
-          ] as const)
-        : ([
-            ['on', on],
-            ['off', off],
-          ] as const)) {
-        t[name].enq += await measured(() => s.enqueue(block / SLICES), cpu[name], 'enq');
-      }
-    }
-    for (const [name, s] of r % 2
+  /** both sides, the one to go first alternating with `k` */
+  const sides = (k: number) =>
+    k % 2
       ? ([
           ['off', off],
           ['on', on],
@@ -128,7 +112,18 @@ export const fairShare: Figure = async (ctx: BenchContext, scope: Scope): Promis
       : ([
           ['on', on],
           ['off', off],
-        ] as const)) {
+        ] as const);
+  await off.enqueue(100);
+  await off.drain(100);
+  for (let r = 0; r < rounds; r++) {
+    // enqueues in slices that alternate between the sides, so a change of the machine's
+    // load (it is shared) hits both alike; then each side's worker drains its block
+    for (let i = 0; i < SLICES; i++) {
+      for (const [name, s] of sides(r + i)) {
+        t[name].enq += await measured(() => s.enqueue(block / SLICES), cpu[name], 'enq');
+      }
+    }
+    for (const [name, s] of sides(r)) {
       t[name].pick += await measured(() => s.drain(block), cpu[name], 'pick');
     }
   }

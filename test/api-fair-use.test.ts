@@ -2,14 +2,12 @@ import { once } from 'node:events';
 import { connect } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { Readable } from 'node:stream';
-import { Worker } from 'bullmq';
 import type { Express } from 'express';
 import request from 'supertest';
 import { createApp } from '../src/api/app';
 import { rateLimit } from '../src/api/fair-use';
 import { createApiServer } from '../src/api/server';
-import { redisOptions } from '../src/redis';
-import { startApiHarness, type ApiHarness } from './helpers/api-harness';
+import { manualWorker, startApiHarness, type ApiHarness } from './helpers/api-harness';
 import { openSse } from './helpers/api-sse';
 import { tinyWorkflow } from './helpers/workflows';
 
@@ -38,11 +36,7 @@ const upload = (app: Express, key: string) =>
 
 /** Completes the only queued job with one output stored at its key, as a worker would. */
 async function completeWithOutput(h: ApiHarness, id: string, bytes: Buffer) {
-  const worker = new Worker(h.config.queueName, null, {
-    connection: redisOptions(h.config, 'worker'),
-    prefix: h.config.queuePrefix,
-    autorun: false,
-  });
+  const worker = manualWorker(h.config);
   try {
     const job = await worker.getNextJob('t', { block: false });
     expect(job?.id).toBe(id);

@@ -4,8 +4,7 @@ import { indexKey, LIST_SCAN_MAX } from '../src/api/job-index';
 import { PUBLIC_STATUSES, type JobView, type PublicStatus } from '../src/api/job-view';
 import type { NewJob } from '../src/api/enqueue';
 import type { ImageJob, JobData, JobResult } from '../src/queue';
-import { redisOptions } from '../src/redis';
-import { startApiHarness, type ApiHarness } from './helpers/api-harness';
+import { manualWorker, startApiHarness, type ApiHarness } from './helpers/api-harness';
 
 /**
  * GET /v1/jobs over 10,000 jobs of 50 users, made through the store's enqueue (the same
@@ -73,11 +72,7 @@ describe('GET /v1/jobs: the job list', () => {
       await Promise.all(Array.from({ length: 50 }, (_, i) => enqueue((start + i) % USERS)));
     }
     // a worker without a processor: the test moves jobs itself, as a worker would
-    worker = new Worker<JobData, JobResult>(h.config.queueName, null, {
-      connection: redisOptions(h.config, 'worker'),
-      prefix: h.config.queuePrefix,
-      autorun: false,
-    });
+    worker = manualWorker(h.config);
     const token = 'list-test';
     for (const id of jobs.keys()) status.set(id, 'queued');
     // the oldest jobs, as a worker takes them: completed, failed, cancelled, running, taken

@@ -16,7 +16,7 @@ import {
   type JobResult,
 } from '../src/queue';
 import { redisOptions } from '../src/redis';
-import { startApiHarness, type ApiHarness } from './helpers/api-harness';
+import { manualWorker, startApiHarness, type ApiHarness } from './helpers/api-harness';
 
 /**
  * The store's job read (`snapshot`, one Lua script) against a real Redis: the same snapshot
@@ -38,11 +38,7 @@ describe('job store: the snapshot script', () => {
   beforeAll(async () => {
     h = await startApiHarness();
     // a worker without a processor: the test takes jobs itself, as a worker would
-    worker = new Worker<JobData, JobResult>(h.config.queueName, null, {
-      connection: redisOptions(h.config, 'worker'),
-      prefix: h.config.queuePrefix,
-      autorun: false,
-    });
+    worker = manualWorker(h.config);
   });
   afterAll(async () => {
     await worker?.close();

@@ -2,8 +2,7 @@ import { Worker } from 'bullmq';
 import request from 'supertest';
 import { fairKeys } from '../src/fair';
 import type { JobData, JobResult } from '../src/queue';
-import { redisOptions } from '../src/redis';
-import { startApiHarness, type ApiHarness } from './helpers/api-harness';
+import { manualWorker, startApiHarness, type ApiHarness } from './helpers/api-harness';
 import { tinyWorkflow } from './helpers/workflows';
 
 /**
@@ -20,11 +19,7 @@ describe('fair tag at enqueue', () => {
   beforeAll(async () => {
     h = await startApiHarness();
     // takes jobs as a worker would, without running them
-    worker = new Worker<JobData, JobResult>(h.config.queueName, null, {
-      connection: redisOptions(h.config, 'worker'),
-      prefix: h.config.queuePrefix,
-      autorun: false,
-    });
+    worker = manualWorker(h.config);
   });
   afterAll(async () => {
     await worker?.close();

@@ -6,6 +6,7 @@ import { once } from 'node:events';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Writable } from 'node:stream';
+import { Worker } from 'bullmq';
 import type { Express } from 'express';
 import { createDashboard } from '../../dashboard/board';
 import { createApp, type ApiDeps } from '../../src/api/app';
@@ -13,6 +14,8 @@ import { createApiServer } from '../../src/api/server';
 import { appDepsOf, createApiServices, type ApiServices } from '../../src/api/services';
 import { loadConfig, type Config } from '../../src/config';
 import { createLogger, type Logger } from '../../src/logger';
+import type { JobData, JobResult } from '../../src/queue';
+import { redisOptions } from '../../src/redis';
 import { startRedis, type RedisServer } from './redis-server';
 
 /**
@@ -42,6 +45,18 @@ export interface HarnessOptions {
   logLevel?: string;
   /** extra redis-server arguments (e.g. `--appendfsync always` for kill tests) */
   redisArgs?: string[];
+}
+
+/**
+ * A BullMQ worker without a processor on the harness's queue: the test takes and moves
+ * jobs itself (`getNextJob`, `moveToCompleted`…), as a worker would. The caller closes it.
+ */
+export function manualWorker(config: Config): Worker<JobData, JobResult> {
+  return new Worker<JobData, JobResult>(config.queueName, null, {
+    connection: redisOptions(config, 'worker'),
+    prefix: config.queuePrefix,
+    autorun: false,
+  });
 }
 
 export function captureLogger(level = 'info') {
