@@ -22,7 +22,7 @@ module.exports = {
     {
       ...base,
       displayName: 'comfyui-current',
-      testMatch: ['**/worker-{lifecycle,crash,realtime}.test.ts'],
+      testMatch: ['**/worker-{lifecycle,crash,realtime,move}.test.ts'],
       setupFiles: ['<rootDir>/test/helpers/sim-current.ts'],
     },
   ],

@@ -16,6 +16,8 @@ export interface AnalyticsEvents {
   };
   comfyui_job_started: { jobId: string; jobType: string; waitMs: number };
   comfyui_job_resubmitted: { jobId: string; promptId: string };
+  /** a pending prompt moved to an idle instance (DESIGN "Moving a pending prompt") */
+  comfyui_prompt_moved: { jobId: string; promptId: string; from: string; to: string };
   comfyui_job_completed: { promptId: string; jobId: string; durationMs: number; jobType: string };
   comfyui_job_failed: {
     promptId?: string;

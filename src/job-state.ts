@@ -52,6 +52,18 @@ export interface JobState {
   recoveries: number;
   /** prompts submitted again because ComfyUI had lost them */
   resubmissions: number;
+  /**
+   * pending prompts moved to an idle instance (DESIGN "Moving a pending prompt"); absent
+   * in data written before moves existed
+   */
+  moves?: number;
+  /**
+   * set while the prompt is being moved: the instance it was pending on and the client id
+   * it was submitted with there. `comfyuiUrl` is already the new instance; until the prompt
+   * is seen there, a worker that resumes the job looks for it here first (and follows it
+   * here when it is still here)
+   */
+  movedFrom?: { url: string; clientId?: string };
   /** BullMQ's stalledCounter as last seen; a higher one at pickup means a crash */
   stallsSeen: number;
   /** epoch ms of the last persisted change (recoveryTime counts from here) */
@@ -136,6 +148,7 @@ export function onPromptChosen(
     comfyuiUrl,
     clientId: clientId ?? s.clientId,
     submittedAt: now,
+    movedFrom: undefined,
     resubmissions: s.resubmissions + (resubmission ? 1 : 0),
   };
 }
@@ -167,11 +180,47 @@ export function onSaved(s: JobState, now: number): JobState {
 }
 
 export function onSubmitted(s: JobState): JobState {
-  return s.status === 'submitting' ? { ...s, status: 'submitted' } : s;
+  return s.status === 'submitting' ? { ...s, status: 'submitted', movedFrom: undefined } : s;
 }
 
 export function onRunning(s: JobState): JobState {
-  return s.status === 'submitting' || s.status === 'submitted' ? { ...s, status: 'running' } : s;
+  return s.status === 'submitting' || s.status === 'submitted'
+    ? { ...s, status: 'running', movedFrom: undefined }
+    : s;
+}
+
+/**
+ * A move's intent, written before anything is sent (DESIGN "Moving a pending prompt"): the
+ * prompt (pending on `comfyuiUrl`) is to be deleted there and submitted on `to` under the
+ * same id, with this process's client id.
+ */
+export function onMoveStarted(s: JobState, to: string, now: number, clientId: string): JobState {
+  return {
+    ...s,
+    status: 'submitting',
+    movedFrom: { url: s.comfyuiUrl!, clientId: s.clientId },
+    comfyuiUrl: to,
+    clientId,
+    submittedAt: now,
+    moves: (s.moves ?? 0) + 1,
+  };
+}
+
+/**
+ * The move did not happen: the prompt is still where it was (it started, finished, or was
+ * still pending there). The job follows it there again, as `submitted` (the next look-up
+ * says whether it runs or ended), under the client id it was submitted with there.
+ */
+export function onMoveAbandoned(s: JobState): JobState {
+  if (!s.movedFrom) return s;
+  return {
+    ...s,
+    status: 'submitted',
+    comfyuiUrl: s.movedFrom.url,
+    clientId: s.movedFrom.clientId,
+    movedFrom: undefined,
+    moves: Math.max(0, (s.moves ?? 1) - 1),
+  };
 }
 
 export function onHandoff(s: JobState, now: number): JobState {
@@ -225,6 +274,7 @@ export function onRetry(s: JobState): JobState {
     attempts: s.attempts,
     recoveries: s.recoveries,
     resubmissions: s.resubmissions,
+    ...(s.moves !== undefined && { moves: s.moves }),
     stallsSeen: s.stallsSeen,
     generation: (s.generation ?? 0) + 1,
   };

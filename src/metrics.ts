@@ -68,6 +68,11 @@ export function createMetrics() {
       help: 'Prompts submitted again because ComfyUI lost them',
       registers: r,
     }),
+    moves: new Counter({
+      name: 'comfyui_prompt_moves_total',
+      help: 'Pending prompts moved to an idle ComfyUI instance',
+      registers: r,
+    }),
     comfyRequests: new Histogram({
       name: 'comfyui_request_duration_seconds',
       help: 'ComfyUI HTTP requests by instance, route and outcome',
@@ -170,6 +175,9 @@ export function metricsSink(m: Metrics): AnalyticsSink {
           break;
         case 'comfyui_job_resubmitted':
           m.resubmissions.inc();
+          break;
+        case 'comfyui_prompt_moved':
+          m.moves.inc();
           break;
         default:
           break;

@@ -164,6 +164,27 @@ it('queue delete (queue-delete.json): only pending, no history, two status messa
   expect(sim.executions()).toEqual({ [running]: 1 });
 });
 
+it("queue delete on 'current' as on 0.3.64: the pending prompt goes (the jobs API no longer knows it), the running one stays", async () => {
+  const t = transcript('queue-delete');
+  const sim = await start({ version: 'current' });
+  const [clientId, running, deleted] = [newId(), newId(), newId()];
+  const ws = await connect(sim, clientId);
+  const ids = (prompt_id: string) => ({ client_id: clientId, prompt_id });
+  await http(sim.url, 'POST', '/prompt', sleepBody(t, 0, ids(running), 0.5));
+  await ws.until((m) => m.type === 'progress', 'a progress message');
+  await http(sim.url, 'POST', '/prompt', bodyFrom(t, 1, ids(deleted)));
+  const del = await http(sim.url, 'POST', '/queue', { delete: [deleted, running] });
+  expect([del.status, del.text]).toEqual([200, '']);
+  const after = (await http(sim.url, 'GET', '/queue')).json;
+  expect(after.queue_pending).toEqual([]);
+  expect(after.queue_running.map((e: unknown[]) => e[1])).toEqual([running]);
+  expect((await http(sim.url, 'GET', `/api/jobs/${deleted}`)).status).toBe(404);
+  expect((await http(sim.url, 'GET', `/api/jobs/${running}`)).json.status).toBe('in_progress');
+  await ws.done(running);
+  expect((await http(sim.url, 'GET', `/history/${deleted}`)).json).toEqual({});
+  expect(sim.executions()).toEqual({ [running]: 1 });
+});
+
 it('POST /queue {clear} and POST /history {delete, clear}', async () => {
   const sim = await start();
   const ws = await connect(sim, 'h');

@@ -248,9 +248,12 @@ export class ComfyClient {
     return { state: 'pending', position: ahead };
   }
 
-  /** Removes pending prompts (running ones are unaffected). */
-  deleteFromQueue(promptIds: string[]): Promise<void> {
-    return this.http.postNoContent('/queue', { delete: promptIds });
+  /**
+   * Removes pending prompts (running ones are unaffected; under ComfyUI's queue mutex).
+   * The answer says nothing of what was removed: look the prompt up after it.
+   */
+  deleteFromQueue(promptIds: string[], opts: WriteOptions = {}): Promise<void> {
+    return this.http.postNoContent('/queue', { delete: promptIds }, opts.beforeWrite);
   }
 
   /** Interrupts the prompt if it is running (servers < 0.3.57 interrupt whatever runs). */

@@ -161,11 +161,12 @@ export class ComfyHttp {
     }
   }
 
-  async postNoContent(path: string, body: unknown): Promise<void> {
+  async postNoContent(path: string, body: unknown, beforeWrite?: () => void): Promise<void> {
     const res = await this.request(path, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
       body: JSON.stringify(body),
+      beforeWrite,
     });
     await this.readText(res, path);
     if (!res.ok) throw new ComfyHttpError(this.baseUrl, path, res.status, undefined);

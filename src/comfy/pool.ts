@@ -141,6 +141,19 @@ export class ComfyPool {
     return url ? this.leaseOf(jobId, url) : undefined;
   }
 
+  /**
+   * A slot on a healthy configured instance other than `except` that is idle (no lease and
+   * no prompt reported by its socket), checked and taken in one script, or undefined. The
+   * job's lease on `except` is kept (a pending prompt being moved from there).
+   */
+  async acquireIdle(jobId: string, except: string): Promise<Lease | undefined> {
+    const urls = this.healthyUrls().filter((u) => u !== except);
+    if (urls.length === 0) return undefined;
+    const reported = urls.map((u) => this.instance(u).socket?.queueRemaining());
+    const url = await this.opts.slots.acquire(jobId, urls, reported, 1);
+    return url ? this.leaseOf(jobId, url) : undefined;
+  }
+
   /** A slot on a given instance whatever its load (a resumed job follows its prompt there). */
   async lease(jobId: string, url: string): Promise<Lease> {
     await this.opts.slots.hold(jobId, url, this.opts.urls);

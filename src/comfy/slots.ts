@@ -100,12 +100,15 @@ export class SlotLeases {
   /**
    * A slot for the job on the least loaded of `urls` (configured order; ties round-robin),
    * or undefined when every one is full. `reported`: each instance's own queue length when
-   * known. Any older lease of the job is dropped.
+   * known. The job's older leases on `urls` are dropped (its leases elsewhere are kept).
+   * `maxLoad`: only an instance with fewer prompts than this qualifies (default: the slots
+   * per instance; 1 = only an idle instance, checked and taken in the one script).
    */
   async acquire(
     jobId: string,
     urls: string[],
     reported: (number | undefined)[] = [],
+    maxLoad = this.s.slotsPerInstance,
   ): Promise<string | undefined> {
     if (urls.length === 0) return undefined;
     const now = Date.now();
@@ -115,7 +118,7 @@ export class SlotLeases {
       ...keys,
       now,
       now + this.s.leaseMs,
-      this.s.slotsPerInstance,
+      Math.min(maxLoad, this.s.slotsPerInstance),
       jobId,
       ...urls.map((_, i) => reported[i] ?? 0),
     );

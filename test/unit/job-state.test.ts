@@ -6,6 +6,8 @@ import {
   onCompleted,
   onFailed,
   onHandoff,
+  onMoveAbandoned,
+  onMoveStarted,
   onPickup,
   onPromptChosen,
   onPromptFound,
@@ -156,5 +158,47 @@ describe('changes found while following', () => {
   });
   test('a saved state carries the time of its write', () => {
     expect(onSaved(chosen, T0 + 5).updatedAt).toBe(T0 + 5);
+  });
+});
+
+describe('moving a pending prompt (DESIGN "Moving a pending prompt")', () => {
+  const pending = onSubmitted(
+    onPromptChosen(onPickup(initialState(T0), 0, T0, false), 'p1', 'http://a', T0, false, 'c-old'),
+  );
+
+  test('the intent: submitting on the new instance, the old one (and its client id) kept', () => {
+    const s = onMoveStarted(pending, 'http://b', T0 + 9, 'c-new');
+    expect(s).toMatchObject({
+      status: 'submitting',
+      promptId: 'p1',
+      comfyuiUrl: 'http://b',
+      clientId: 'c-new',
+      movedFrom: { url: 'http://a', clientId: 'c-old' },
+      submittedAt: T0 + 9,
+      moves: 1,
+      resubmissions: 0,
+    });
+    expect(hasLivePrompt(s)).toBe(true);
+  });
+
+  test('seen on the new instance (pending or running), the old one is forgotten', () => {
+    const s = onMoveStarted(pending, 'http://b', T0 + 9, 'c-new');
+    expect(onSubmitted(s).movedFrom).toBeUndefined();
+    expect(onRunning(s).movedFrom).toBeUndefined();
+    expect(onSubmitted(s)).toMatchObject({ status: 'submitted', comfyuiUrl: 'http://b', moves: 1 });
+    // submitted again on the new instance (it lost the prompt): the old one is long settled
+    expect(onPromptChosen(s, 'p1', 'http://b', T0 + 20, true).movedFrom).toBeUndefined();
+  });
+
+  test('undone: followed where it was, under its client id, the move not counted', () => {
+    const s = onMoveAbandoned(onMoveStarted(pending, 'http://b', T0 + 9, 'c-new'));
+    expect(s).toMatchObject({
+      status: 'submitted',
+      comfyuiUrl: 'http://a',
+      clientId: 'c-old',
+      moves: 0,
+    });
+    expect(s.movedFrom).toBeUndefined();
+    expect(onMoveAbandoned(pending)).toBe(pending); // no move under way: nothing changes
   });
 });

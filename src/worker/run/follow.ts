@@ -5,6 +5,7 @@ import { onPromptChosen, onRunning, onSubmitted } from '../../job-state';
 import type { JobResult } from '../../queue';
 import { fenceBounds } from '../fence';
 import { handleAbort } from './abort';
+import { movePending } from './move';
 import { fail, finish } from './finish';
 import type { JobRun } from './job-run';
 import { submit } from './submit';
@@ -52,9 +53,16 @@ export async function follow(run: JobRun, afterSubmit: boolean): Promise<JobResu
         const p = { percent: 0, queuePosition: r.position };
         if (run.state.status === 'submitting') await run.save(onSubmitted(run.state), undefined, p);
         else await run.progress(p, true);
+        // another instance idles while this prompt waits: it moves there (move.ts)
+        const moved = await movePending(run);
+        if (moved !== 'none') {
+          woke =
+            moved === 'moved' ? await waitForNextCheck(run, settings.pollIntervalMs) : undefined;
+          continue;
+        }
       } else await running(run);
     }
-    woke = await waitForNextCheck(run);
+    woke = await waitForNextCheck(run, undefined, r.state === 'pending');
   }
 }
 
@@ -111,12 +119,37 @@ async function running(run: JobRun): Promise<void> {
 
 /**
  * Sleeps until the next poll; with a healthy socket, polls less and wakes on its events.
- * Progress events (and the prompt's start) are handled here without polling.
+ * Progress events (and the prompt's start) are handled here without polling. A pending
+ * prompt (`pending`) also wakes when a slot is freed anywhere: an instance may be idle now.
  */
-async function waitForNextCheck(run: JobRun, maxMs?: number): Promise<WakeReason | undefined> {
+async function waitForNextCheck(
+  run: JobRun,
+  maxMs?: number,
+  pending = false,
+): Promise<WakeReason | undefined> {
+  if (!pending || run.deps.pool.healthyUrls().length < 2) return waitFor(run, run.signal, maxMs);
+  const woken = new AbortController();
+  const signal = AbortSignal.any([run.signal, woken.signal]);
+  try {
+    return await Promise.race([
+      waitFor(run, signal, maxMs),
+      run.deps.pool
+        .waitForSlot(maxMs ?? run.settings.pollIntervalMs * 5, signal)
+        .then(() => undefined),
+    ]);
+  } finally {
+    woken.abort();
+  }
+}
+
+async function waitFor(
+  run: JobRun,
+  signal: AbortSignal,
+  maxMs?: number,
+): Promise<WakeReason | undefined> {
   const { pollIntervalMs } = run.settings;
   const ws = run.socket();
-  if (!ws) return sleep(pollIntervalMs, run.signal).then(() => undefined);
+  if (!ws) return sleep(pollIntervalMs, signal).then(() => undefined);
   // a socket opened under another process's client id may hear nothing (on 0.3.64, if that
   // process's socket closes late, it unregisters ours): poll at the normal interval then
   const interval =
@@ -125,8 +158,8 @@ async function waitForNextCheck(run: JobRun, maxMs?: number): Promise<WakeReason
       ? Math.max(pollIntervalMs, Math.min(5 * pollIntervalMs, 5_000))
       : pollIntervalMs);
   const until = run.now() + interval;
-  while (!run.signal.aborted && run.now() < until) {
-    const why = await ws.wait(run.promptId, until - run.now(), run.signal);
+  while (!signal.aborted && run.now() < until) {
+    const why = await ws.wait(run.promptId, until - run.now(), signal);
     if (why !== 'progress') return why;
     await running(run);
   }

@@ -207,16 +207,22 @@ export class JobRun {
     return { ...this.lastProgress, ...seen, percent: 100, queuePosition: undefined };
   }
 
-  /** Best effort: take the prompt out of ComfyUI (pending → deleted, running → interrupted). */
+  /**
+   * Best effort: take the prompt out of ComfyUI (pending → deleted, running → interrupted),
+   * on the instance it was being moved from too.
+   */
   async removePrompt(): Promise<void> {
     if (!hasLivePrompt(this.state)) return;
-    try {
-      await this.client().cancel(this.promptId);
-    } catch (err) {
-      this.log.warn(
-        { err, promptId: this.state.promptId },
-        'could not remove the prompt from ComfyUI',
-      );
+    const urls = [this.state.comfyuiUrl!, this.state.movedFrom?.url].filter((u) => u);
+    for (const url of urls as string[]) {
+      try {
+        await this.deps.pool.client(url).cancel(this.promptId);
+      } catch (err) {
+        this.log.warn(
+          { err, promptId: this.state.promptId, comfyuiUrl: url },
+          'could not remove the prompt from ComfyUI',
+        );
+      }
     }
   }
 }

@@ -8,6 +8,7 @@ import {
 import { promptIdFor } from '../../queue';
 import { fail } from './finish';
 import type { JobRun } from './job-run';
+import { resolveMove } from './move';
 import { findPrompt, moveFromReplaced, takeSlot } from './placement';
 import { submit } from './submit';
 
@@ -105,8 +106,8 @@ async function resume(
   pickedAt: number,
 ): Promise<boolean> {
   const { state } = run;
-  const replaced = !run.deps.pool.configured(state.comfyuiUrl!);
-  if (!replaced) run.lease = await run.deps.pool.lease(run.jobId, state.comfyuiUrl!);
+  const configured = run.deps.pool.configured(state.comfyuiUrl!);
+  if (configured) run.lease = await run.deps.pool.lease(run.jobId, state.comfyuiUrl!);
   const recovered = kind.reason !== 'retry';
   const lastAlive = state.handedOffAt ?? state.updatedAt ?? state.startedAt ?? pickedAt;
   const cancelled = await run.save(
@@ -114,11 +115,13 @@ async function resume(
     `attempt ${state.attempts + 1}: resuming prompt ${state.promptId} on ${state.comfyuiUrl} (${kind.reason})`,
   );
   if (cancelled) {
-    if (!replaced) await run.removePrompt();
+    if (configured || state.movedFrom) await run.removePrompt();
     return fail(run, { code: 'cancelled', message: 'cancelled by request' });
   }
   if (recovered) reportRecovery(run, kind, pickedAt, lastAlive);
-  return replaced ? moveFromReplaced(run) : false;
+  // a move under way when the last holder stopped: the prompt may still be where it was
+  const moved = await resolveMove(run);
+  return configured || moved === 'found' ? false : moveFromReplaced(run);
 }
 
 function reportRecovery(

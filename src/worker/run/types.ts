@@ -24,6 +24,8 @@ export type FaultPoint =
   | 'after-inputs-uploaded'
   | 'after-post'
   | 'following'
+  | 'move-intent-saved'
+  | 'move-deleted'
   | 'after-outputs-copied'
   | 'after-outcome-saved';
 
@@ -61,6 +63,7 @@ export interface ProcessorDeps {
     | 'socket'
     | 'adopt'
     | 'acquire'
+    | 'acquireIdle'
     | 'lease'
     | 'healthyUrls'
     | 'configured'
