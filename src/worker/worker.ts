@@ -37,6 +37,7 @@ export type WorkerConfig = QueueConnectionConfig &
     | 'progressIntervalMs'
     | 'progressStepPercent'
     | 'comfyuiWebsocket'
+    | 'movePending'
     | 'recoveryCutoffMs'
     | 'retentionMs'
     | 'jobTimeoutMs'

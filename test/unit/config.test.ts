@@ -18,6 +18,7 @@ describe('loadConfig', () => {
       stalledIntervalMs: 5_000,
       logLevel: 'info',
       apiKeys: [],
+      movePending: true,
     });
   });
 
@@ -38,6 +39,7 @@ describe('loadConfig', () => {
     ['LOG_LEVEL', 'loud', 'LOG_LEVEL'],
     ['QUEUE_NAME', 'a:b', 'QUEUE_NAME must not contain'],
     ['COMFYUI_WEBSOCKET', 'off', 'COMFYUI_WEBSOCKET must be 0 or 1'],
+    ['COMFYUI_MOVE_PENDING', 'no', 'COMFYUI_MOVE_PENDING must be 0 or 1'],
     ['WEBHOOK_ALLOW_PRIVATE', 'yes', 'WEBHOOK_ALLOW_PRIVATE must be 0 or 1'],
     ['REDIS_CLUSTER', 'on', 'REDIS_CLUSTER must be 0 or 1'],
   ])('%s=%s is refused with a message naming it', (name, value, message) => {

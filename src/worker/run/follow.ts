@@ -127,7 +127,8 @@ async function waitForNextCheck(
   maxMs?: number,
   pending = false,
 ): Promise<WakeReason | undefined> {
-  if (!pending || run.deps.pool.healthyUrls().length < 2) return waitFor(run, run.signal, maxMs);
+  const moves = pending && run.settings.movePending !== false;
+  if (!moves || run.deps.pool.healthyUrls().length < 2) return waitFor(run, run.signal, maxMs);
   const woken = new AbortController();
   const signal = AbortSignal.any([run.signal, woken.signal]);
   try {

@@ -25,6 +25,7 @@ export type MoveResult = 'none' | 'moved' | 'stayed';
 export async function movePending(run: JobRun): Promise<MoveResult> {
   const { pool } = run.deps;
   const from = run.state.comfyuiUrl;
+  if (run.settings.movePending === false) return 'none';
   if (run.state.status !== 'submitted' || !from || run.signal.aborted) return 'none';
   const to = await pool.acquireIdle(run.jobId, from);
   if (!to) return 'none';

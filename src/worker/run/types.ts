@@ -52,6 +52,8 @@ export interface ProcessorSettings {
   /** with COMFYUI_TIMEOUT_MS, bounds the fence and the take-over grace (fence.ts) */
   lockDurationMs: number;
   comfyuiTimeoutMs: number;
+  /** COMFYUI_MOVE_PENDING: a pending prompt moves to an idle instance (move.ts); default on */
+  movePending?: boolean;
 }
 
 export interface ProcessorDeps {
