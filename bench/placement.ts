@@ -41,14 +41,14 @@ function producer(scope: Scope, env: Record<string, string>): ImageQueue {
   return q;
 }
 
-/** One placement run: 3 worker processes on their own queue, 60 jobs, every /queue sampled. */
+/** One placement run: 3 worker processes on their own queue, `count` jobs, every /queue sampled. */
 async function placementRun(
   scope: Scope,
   redisUrl: string,
   urls: string[],
   speed: number,
   concurrency: number,
-  moves = true,
+  { moves = true, count = 60 } = {},
 ) {
   const name = `placement-c${concurrency}${moves ? '' : '-nomove'}`;
   const env = serviceEnv(redisUrl, name, {
@@ -58,7 +58,7 @@ async function placementRun(
   });
   const workers = await Promise.all([0, 1, 2].map((i) => startWorker(scope, `${name}-${i}`, env)));
   const queue = producer(scope, env);
-  const seconds = durations(60, 0.5, 3, 7).map((s) => s * speed);
+  const seconds = durations(count, 0.5, 3, 7).map((s) => s * speed);
   const monitor = monitorInstances(urls, {
     backlog: async () => (await queue.getJobCounts('wait')).wait,
   });
@@ -125,8 +125,10 @@ export const placement: Figure = async (ctx, scope) => {
   ctx.log(`  placement: makespan ${fmt(one.makespan / 1000)} s, ideal ${fmt(one.ideal / 1000)} s`);
   // WORKER_CONCURRENCY=4: prompts wait in ComfyUI's queues; moved when another instance
   // idles, and (baseline, same run) with COMFYUI_MOVE_PENDING=0
-  const four = await placementRun(scope, redis.url, urls, speed, 4);
-  const still = await placementRun(scope, redis.url, urls, speed, 4, false);
+  // (quick: 15 jobs before the tail, which is what strands prompts)
+  const count = ctx.quick ? 15 : 60;
+  const four = await placementRun(scope, redis.url, urls, speed, 4, { count });
+  const still = await placementRun(scope, redis.url, urls, speed, 4, { count, moves: false });
   ctx.log(
     `  placement ×4: pending while another idled ${four.m.worstPendingWhileIdleMs} ms (${four.moves} moves), without moves ${still.m.worstPendingWhileIdleMs} ms`,
   );
@@ -143,7 +145,7 @@ export const placement: Figure = async (ctx, scope) => {
     },
     {
       id: 'placement-concurrency-4',
-      figure: `placement, WORKER_CONCURRENCY=4 (12 slots), 3 workers × 3 instances, ${jobs}, then a 3 s prompt and 11 of 0.5 s (some stranded behind it)`,
+      figure: `placement, WORKER_CONCURRENCY=4 (12 slots), 3 workers × 3 instances, ${count} jobs of ${0.5 * speed}–${3 * speed} s, then a ${3 * speed} s prompt and 11 of ${0.5 * speed} s (some stranded behind it)`,
       value: `worst pending while another idled ${four.m.worstPendingWhileIdleMs} ms; ${four.moves} prompts moved; makespan ${fmt(four.makespan / 1000)} s / ideal ${fmt(four.ideal / 1000)} s`,
       baseline: `COMFYUI_MOVE_PENDING=0: ${still.m.worstPendingWhileIdleMs} ms; makespan ${fmt(still.makespan / 1000)} s`,
       ratio: four.ratio,

@@ -50,7 +50,7 @@ const FIGURES: Entry[] = [
   { id: 'api-boundary', run: apiBoundary, budgetS: [120, 180] },
   { id: 'latency', run: latency, budgetS: [150, 400] },
   { id: 'backlog', run: backlog, budgetS: [90, 300] },
-  { id: 'placement', run: placement, budgetS: [210, 360] },
+  { id: 'placement', run: placement, budgetS: [150, 360] },
   { id: 'media', run: media, budgetS: [90, 180] },
   { id: 'list', run: list, budgetS: [120, 400] },
   { id: 'fair', run: fairShare, budgetS: [60, 180] },
