@@ -114,6 +114,8 @@ export interface JobRecord {
   attempts: number;
   recoveries: number;
   resubmissions: number;
+  /** pending prompts moved to an idle instance (a resubmission may precede a move) */
+  moves: number;
   stalledCounter: number;
   attemptsMade: number;
   outputs: number;
@@ -567,6 +569,7 @@ export async function runChaos(options: ChaosOptions = {}): Promise<ChaosReport>
         attempts: s?.attempts ?? 0,
         recoveries: s?.recoveries ?? 0,
         resubmissions: s?.resubmissions ?? 0,
+        moves: s?.moves ?? 0,
         stalledCounter: job.stalledCounter ?? 0,
         attemptsMade: job.attemptsMade,
         outputs: job.returnvalue?.outputs?.length ?? 0,
@@ -608,9 +611,12 @@ export async function runChaos(options: ChaosOptions = {}): Promise<ChaosReport>
             ...trace.explain(id, rec.promptId!, started),
           ].join('\n'),
         );
-      if (rec.resubmissions > restartsOf(rec.comfyuiUrl))
+      // a prompt resubmitted after its instance restarted may then have moved to another
+      // (it waited there while this one idled): then any instance's restart counts
+      const restarts = rec.moves > 0 ? report.simRestarts.length : restartsOf(rec.comfyuiUrl);
+      if (rec.resubmissions > restarts)
         violations.push(
-          `${where} was resubmitted ${rec.resubmissions} time(s), but its instance ${rec.comfyuiUrl} restarted ${restartsOf(rec.comfyuiUrl)} time(s)`,
+          `${where} was resubmitted ${rec.resubmissions} time(s), but its instance ${rec.comfyuiUrl} restarted ${restartsOf(rec.comfyuiUrl)} time(s) (moves: ${rec.moves})`,
         );
     }
     for (const [promptId, count] of Object.entries(executions)) {
