@@ -11,7 +11,7 @@ import { isTerminal, type JobState } from '../job-state';
 import type { Logger } from '../logger';
 import type { Metrics } from '../metrics';
 import type { ImageJob, ImageQueue, JobData } from '../queue';
-import { postJson } from './http';
+import { createWebhookPoster } from './http';
 import type {
   DeliveryJob,
   DeliveryResult,
@@ -124,13 +124,13 @@ async function eventFor(
 
 export function createDeliveryProcessor(deps: DeliveryDeps) {
   const now = deps.now ?? Date.now;
-  const lookup = guardedLookup(deps.allowPrivate, deps.resolve);
+  const poster = createWebhookPoster(guardedLookup(deps.allowPrivate, deps.resolve));
   const count = (outcome: DeliveryOutcome) => deps.metrics?.webhookDeliveries.inc({ outcome });
 
   const eventOf = (job: DeliveryJob, token: string | undefined) =>
     eventFor(deps, now, count, job, token);
 
-  return async function deliver(job: DeliveryJob, token?: string): Promise<DeliveryResult> {
+  async function deliver(job: DeliveryJob, token?: string): Promise<DeliveryResult> {
     const event = await eventOf(job, token);
     const { url, imageJobId } = job.data;
     const attempt = job.attemptsMade + 1;
@@ -159,10 +159,7 @@ export function createDeliveryProcessor(deps: DeliveryDeps) {
     const headers = deps.sign(messageId(imageJobId, event.type), body, new Date(now()));
     let status: number;
     try {
-      const res = await postJson(new URL(url), body, headers, {
-        timeoutMs: deps.settings.timeoutMs,
-        lookup,
-      });
+      const res = await poster.post(new URL(url), body, headers, deps.settings.timeoutMs);
       status = res.status;
       if (status >= 200 && status < 300) {
         count('delivered');
@@ -189,5 +186,6 @@ export function createDeliveryProcessor(deps: DeliveryDeps) {
       throw failed(`failed: ${reason}`, { err: reason }, err);
     }
     throw failed(`answered ${status}`, { status });
-  };
+  }
+  return { deliver, close: () => poster.close() };
 }

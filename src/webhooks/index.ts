@@ -119,7 +119,7 @@ export async function startWebhookWorker(
   imageQueue.on('error', (err) => log.warn({ err: err.message }, 'redis (webhooks) error'));
   scope.defer('webhooks image queue', () => imageQueue.close());
 
-  const processor = createDeliveryProcessor({
+  const delivering = createDeliveryProcessor({
     imageQueue,
     sign: createSigner(config.webhookSecret),
     allowPrivate: config.webhookAllowPrivate,
@@ -131,7 +131,7 @@ export async function startWebhookWorker(
   });
   const worker = new Worker<DeliveryData, DeliveryResult, string>(
     webhookQueueName(config.queueName),
-    processor,
+    delivering.deliver,
     {
       connection: redisOptions(settings, 'worker'),
       prefix: config.queuePrefix,
@@ -147,6 +147,7 @@ export async function startWebhookWorker(
     },
   );
   worker.on('error', (err) => log.warn({ err: err.message }, 'webhook worker error'));
+  scope.defer('webhook connections', () => delivering.close());
   scope.defer('webhook worker', () => worker.close());
   await worker.waitUntilReady();
   void worker.run().catch((err) => log.error({ err }, 'webhook worker stopped with an error'));
