@@ -5,7 +5,7 @@ import type { RequestHandler } from 'express';
 import { ImageJobsAdapter } from './image-jobs';
 import type { Queue } from 'bullmq';
 import type { Logger } from '../src/logger';
-import { basicAuth } from './basic-auth';
+import { basicAuth } from '../src/auth/basic';
 
 /**
  * Bull Board at /admin/queues behind HTTP basic auth (DESIGN "/admin/queues").

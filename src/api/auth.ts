@@ -1,10 +1,8 @@
 import { createHash } from 'node:crypto';
 import type { Request, RequestHandler } from 'express';
-import { safeEqual } from './auth-compare';
+import { safeEqual } from '../auth/compare';
 import { ApiError } from './errors';
 import type { LinkSigner } from './signed-links';
-
-export { safeEqual };
 
 /**
  * Bearer API keys for /v1 (`API_KEYS`). Without keys the API is open (local use).

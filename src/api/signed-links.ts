@@ -1,5 +1,5 @@
 import { createHash, createHmac } from 'node:crypto';
-import { safeEqual } from './auth-compare';
+import { safeEqual } from '../auth/compare';
 
 /**
  * Signed, expiring links for a job's `events` and outputs, so a browser (EventSource sends

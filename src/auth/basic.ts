@@ -1,5 +1,5 @@
 import type { RequestHandler } from 'express';
-import { safeEqual } from '../src/api/auth';
+import { safeEqual } from './compare';
 
 /**
  * HTTP Basic auth for the dashboard (Bull Board has none of its own). Both the user and
