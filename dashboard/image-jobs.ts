@@ -1,8 +1,8 @@
 import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
 import type { Job } from 'bullmq';
 import type IORedis from 'ioredis';
-import { snapshotOf, toJobView } from '../src/api/job-view';
-import type { JobState } from '../src/job-state';
+import { snapshotOf, toJobView } from '../src/job/view';
+import type { JobState } from '../src/job/state';
 import {
   WORKFLOW_FIELD,
   type ImageJob,

@@ -1,6 +1,6 @@
 import { Queue, type JobsOptions, type Job } from 'bullmq';
 import { v5 as uuidv5 } from 'uuid';
-import { initialState, type JobOutput, type JobState } from './job-state';
+import { initialState, type JobOutput, type JobState } from './job/state';
 import type { Logger } from './logger';
 import { every } from './lifecycle';
 import { redisOptions, type RedisSettings } from './redis';

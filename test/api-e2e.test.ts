@@ -1,4 +1,4 @@
-import { JobViewSchema, type JobView } from '../src/api/job-view';
+import { JobViewSchema, type JobView } from '../src/job/view';
 import { createSimulator } from '../src/simulator/server';
 import type { ImageWorker } from '../src/worker/worker';
 import { startApiHarness, type ApiHarness } from './helpers/api-harness';

@@ -5,9 +5,9 @@ import {
   toJobView,
   type BullState,
   type JobSnapshot,
-} from '../src/api/job-view';
+} from '../src/job/view';
 import { idempotentJobId } from '../src/api/enqueue';
-import { initialState, type JobState } from '../src/job-state';
+import { initialState, type JobState } from '../src/job/state';
 import { newJobData } from '../src/queue';
 
 /** The one mapping from Redis to the public view, case by case (no Redis needed). */

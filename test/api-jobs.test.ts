@@ -2,7 +2,7 @@ import { once } from 'node:events';
 import type { AddressInfo } from 'node:net';
 import request from 'supertest';
 import { createApp } from '../src/api/app';
-import { JobViewSchema } from '../src/api/job-view';
+import { JobViewSchema } from '../src/job/view';
 import { CANCEL_FIELD, IMAGE_JOB_NAME, cancelChannel, jobKey, newJobData } from '../src/queue';
 import { createRedis } from '../src/redis';
 import { startApiHarness, type ApiHarness } from './helpers/api-harness';

@@ -1,7 +1,7 @@
 import { UnrecoverableError, Worker } from 'bullmq';
 import request from 'supertest';
 import { indexKey, LIST_SCAN_MAX } from '../src/api/job-index';
-import { PUBLIC_STATUSES, type JobView, type PublicStatus } from '../src/api/job-view';
+import { PUBLIC_STATUSES, type JobView, type PublicStatus } from '../src/job/view';
 import type { NewJob } from '../src/api/enqueue';
 import type { ImageJob, JobData, JobResult } from '../src/queue';
 import { manualWorker, startApiHarness, type ApiHarness } from './helpers/api-harness';

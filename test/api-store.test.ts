@@ -5,7 +5,7 @@ import {
   toJobView,
   type BullState,
   type JobSnapshot,
-} from '../src/api/job-view';
+} from '../src/job/view';
 import {
   CANCEL_FIELD,
   IMAGE_JOB_NAME,

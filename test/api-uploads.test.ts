@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { request as httpRequest } from 'node:http';
 import { once } from 'node:events';
 import request from 'supertest';
-import { JobViewSchema } from '../src/api/job-view';
+import { JobViewSchema } from '../src/job/view';
 import { startApiHarness, type ApiHarness } from './helpers/api-harness';
 
 /** POST /v1/uploads and `inputs` on POST /v1/jobs against a real Redis and file storage. */

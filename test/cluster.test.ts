@@ -7,7 +7,7 @@ import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Job, RedisConnection } from 'bullmq';
 import IORedis from 'ioredis';
-import type { JobView } from '../src/api/job-view';
+import type { JobView } from '../src/job/view';
 import { createApp } from '../src/api/app';
 import { mediaSettings } from '../src/api/inputs';
 import { createApiServices, type ApiServices } from '../src/api/services';

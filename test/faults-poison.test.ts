@@ -4,8 +4,8 @@ import { createServer, request as httpRequest, type Server } from 'node:http';
 import { connect, type Socket } from 'node:net';
 import { Job } from 'bullmq';
 import IORedis from 'ioredis';
-import { errorFromFailedReason } from '../src/api/job-view';
-import { initialState } from '../src/job-state';
+import { errorFromFailedReason } from '../src/job/view';
+import { initialState } from '../src/job/state';
 import {
   IMAGE_JOB_NAME,
   jobKey,

@@ -4,7 +4,7 @@ import { randomBytes } from 'node:crypto';
 import { QueueEvents, Worker } from 'bullmq';
 import { Webhook } from 'standardwebhooks';
 import { loadConfig, type Config } from '../src/config';
-import { onCompleted, onPickup } from '../src/job-state';
+import { onCompleted, onPickup } from '../src/job/state';
 import { createLogger } from '../src/logger';
 import { createMetrics, type Metrics } from '../src/metrics';
 import {

@@ -3,7 +3,7 @@ import type IORedis from 'ioredis';
 import { z } from 'zod';
 import { CANCEL_FIELD, type JobData, type QueueSettings } from '../queue';
 import { redisScript, defineScripts } from '../scripts';
-import { PUBLIC_STATUSES, publicStatus, type JobSnapshot } from './job-view';
+import { PUBLIC_STATUSES, publicStatus, type JobSnapshot } from '../job/view';
 
 /**
  * The job list's index (DESIGN "Operators and clients"): sorted sets whose members all have

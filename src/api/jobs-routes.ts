@@ -2,7 +2,7 @@ import { Router, type Request } from 'express';
 import type { ComfyClient } from '../comfy/client';
 import type { Logger } from '../logger';
 import { ApiError, notFound } from './errors';
-import { JOBS_BASE, toJobView, type JobSnapshot, type JobView } from './job-view';
+import { JOBS_BASE, toJobView, type JobSnapshot, type JobView } from '../job/view';
 import { ownedBy, type JobStore } from './store';
 import { ListQuerySchema } from './job-index';
 import { toFieldIssues } from './schemas';

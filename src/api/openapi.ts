@@ -1,4 +1,4 @@
-import { JobViewSchema } from './job-view';
+import { JobViewSchema } from '../job/view';
 import { CreateJobSchema } from './schemas';
 
 import {

@@ -3,7 +3,7 @@ import type { Request, Response } from 'express';
 import type { Logger } from '../logger';
 import type { Storage } from '../storage/types';
 import { ApiError, notFound } from './errors';
-import { outputsOf, publicStatus, type JobSnapshot, type JobView } from './job-view';
+import { outputsOf, publicStatus, type JobSnapshot, type JobView } from '../job/view';
 import { storageError } from './uploads-routes';
 
 /**

@@ -6,9 +6,9 @@ import { createCancel } from './cancel';
 import { createEnqueue, withBudget } from './enqueue';
 import { QueueUnavailableError } from './errors';
 import { createJobIndex, type ListRequest } from './job-index';
-import { publicStatus, type JobSnapshot, type PublicStatus } from './job-view';
+import { publicStatus, type JobSnapshot, type PublicStatus } from '../job/view';
 import { JOB_ID_PATTERN } from './schemas';
-import { createSnapshotReader } from './snapshot';
+import { createSnapshotReader } from '../job/snapshot';
 
 /**
  * Everything the API reads and writes in Redis, each operation bounded by a timeout so a

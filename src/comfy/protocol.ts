@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import type { JobOutput } from '../job-state';
+import type { JobOutput } from '../job/state';
 
 /**
  * ComfyUI's response shapes (see the shared comfyui-api.md beside this project), parsed

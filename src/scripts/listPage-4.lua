@@ -4,7 +4,7 @@
   ('' any), looking at no more than ARGV[4] members; dangling members met on the way are
   dropped.
 
-  `maybe` keeps a superset of the jobs `publicStatus` (job-view.ts) gives that status, from
+  `maybe` keeps a superset of the jobs `publicStatus` (job/view.ts) gives that status, from
   BullMQ's sets and, for finished statuses of unfinished jobs (an outcome saved but not yet
   moved, a cancel mark), a plain search of the job's data; the caller decides exactly.
 

@@ -1,5 +1,5 @@
 --[[
-  A job's snapshot in one round trip (src/api/snapshot.ts): the fields of its hash that the
+  A job's snapshot in one round trip (src/job/snapshot.ts): the fields of its hash that the
   view needs, its BullMQ state and, for a waiting or prioritized job, the jobs ahead of it.
 
   The state is BullMQ's getStateV2-8.lua, check for check and in its order, except how `wait`

@@ -6,8 +6,8 @@ import {
   type BullState,
   type JobSnapshot,
   type JobView,
-} from '../api/job-view';
-import { isTerminal, type JobState } from '../job-state';
+} from '../job/view';
+import { isTerminal, type JobState } from '../job/state';
 import type { Logger } from '../logger';
 import type { Metrics } from '../metrics';
 import type { ImageJob, ImageQueue, JobData } from '../queue';

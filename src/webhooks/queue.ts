@@ -1,5 +1,5 @@
 import { Queue, type Job, type JobsOptions } from 'bullmq';
-import type { JobView } from '../api/job-view';
+import type { JobView } from '../job/view';
 import { retentionKeep, type QueueSettings } from '../queue';
 import { redisOptions } from '../redis';
 

@@ -1,5 +1,5 @@
 import { DelayedError, WaitingError } from 'bullmq';
-import { isRetryRequested, onRetry } from '../job-state';
+import { isRetryRequested, onRetry } from '../job/state';
 import type { ImageJob, JobResult } from '../queue';
 import { LockLostError } from './persist';
 import { follow } from './run/follow';

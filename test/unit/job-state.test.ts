@@ -16,7 +16,7 @@ import {
   onRunning,
   onSaved,
   onSubmitted,
-} from '../../src/job-state';
+} from '../../src/job/state';
 
 const T0 = 1_700_000_000_000;
 const CUTOFF = 600_000;

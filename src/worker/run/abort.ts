@@ -1,5 +1,5 @@
 import { WaitingError } from 'bullmq';
-import { onHandoff } from '../../job-state';
+import { onHandoff } from '../../job/state';
 import { fail } from './finish';
 import type { JobRun } from './job-run';
 import { ABORT } from './types';

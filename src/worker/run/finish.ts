@@ -1,5 +1,5 @@
 import type { Outcome } from '../../comfy/protocol';
-import { onCompleted, onFailed, type JobError, type JobOutput } from '../../job-state';
+import { onCompleted, onFailed, type JobError, type JobOutput } from '../../job/state';
 import { MediaError } from '../../errors';
 import type { JobResult } from '../../queue';
 import { contentTypeOf } from '../../storage/content-type';

@@ -1,7 +1,7 @@
 import type { Lookup } from '../../comfy/client';
 import { classifyHistory } from '../../comfy/protocol';
 import type { WakeReason } from '../../comfy/socket';
-import { onPromptChosen, onRunning, onSubmitted } from '../../job-state';
+import { onPromptChosen, onRunning, onSubmitted } from '../../job/state';
 import type { JobResult } from '../../queue';
 import { fenceBounds } from '../fence';
 import { handleAbort } from './abort';

@@ -1,7 +1,7 @@
 import type { ComfyClient } from '../../comfy/client';
 import type { Lease } from '../../comfy/pool';
 import type { ComfySocket } from '../../comfy/socket';
-import { failedReasonOf, hasLivePrompt, isTerminal, onSaved, type JobState } from '../../job-state';
+import { failedReasonOf, hasLivePrompt, isTerminal, onSaved, type JobState } from '../../job/state';
 import type { Logger } from '../../logger';
 import type { ImageJob, JobData, JobProgress, JobResult, Workflow } from '../../queue';
 import { createFence, type Fence } from '../fence';
@@ -9,7 +9,7 @@ import { ABORT, type FaultPoint, type ProcessorDeps } from './types';
 
 /**
  * One pickup of one job: what the steps (pickup, inputs, submit, follow, finish) share.
- * The state changes only through job-state's functions, and is persisted through `save`.
+ * The state changes only through job/state.ts's functions, and is persisted through `save`.
  */
 export class JobRun {
   readonly jobId: string;

@@ -1,5 +1,5 @@
 import type { Lease } from '../../comfy/pool';
-import { onMoveAbandoned, onMoveStarted } from '../../job-state';
+import { onMoveAbandoned, onMoveStarted } from '../../job/state';
 import type { JobRun } from './job-run';
 import { submit } from './submit';
 

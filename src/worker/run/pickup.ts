@@ -4,7 +4,7 @@ import {
   onPromptChosen,
   onPromptFound,
   type PickupKind,
-} from '../../job-state';
+} from '../../job/state';
 import { promptIdFor } from '../../queue';
 import { fail } from './finish';
 import type { JobRun } from './job-run';

@@ -1,5 +1,5 @@
 import type { Lease } from '../../comfy/pool';
-import { onPromptChosen, onPromptFound } from '../../job-state';
+import { onPromptChosen, onPromptFound } from '../../job/state';
 import { handleAbort } from './abort';
 import type { JobRun } from './job-run';
 import { submit } from './submit';

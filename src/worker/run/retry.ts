@@ -4,7 +4,7 @@ import {
   ComfyUnreachableError,
   MediaError,
 } from '../../errors';
-import { onSubmitted } from '../../job-state';
+import { onSubmitted } from '../../job/state';
 import { fail } from './finish';
 import type { JobRun } from './job-run';
 

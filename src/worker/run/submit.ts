@@ -1,5 +1,5 @@
 import { describeValidationError } from '../../comfy/protocol';
-import { onPromptKnown, onPromptRenamed } from '../../job-state';
+import { onPromptKnown, onPromptRenamed } from '../../job/state';
 import { fail } from './finish';
 import { prepareInputs } from './inputs';
 import type { JobRun } from './job-run';

@@ -1,7 +1,7 @@
 import { UnrecoverableError } from 'bullmq';
 import type { AnalyticsSink } from '../../analytics';
 import type { ComfyPool } from '../../comfy/pool';
-import { failedReasonOf, type JobError } from '../../job-state';
+import { failedReasonOf, type JobError } from '../../job/state';
 import type { Logger } from '../../logger';
 import type { JobData } from '../../queue';
 import type { ProveLock } from '../fence';

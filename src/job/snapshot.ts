@@ -2,12 +2,7 @@ import type IORedis from 'ioredis';
 import { CANCEL_FIELD, jobKey, type ImageQueue } from '../queue';
 import { fairKeys } from '../fair';
 import { defineScripts, redisScript } from '../scripts';
-import {
-  QUEUE_POSITION_LIMIT,
-  snapshotFromHash,
-  type BullState,
-  type JobSnapshot,
-} from './job-view';
+import { QUEUE_POSITION_LIMIT, snapshotFromHash, type BullState, type JobSnapshot } from './view';
 
 /** The hash fields a job's view is made of: never the workflow (DESIGN "The API boundary"). */
 const SNAPSHOT_FIELDS = [

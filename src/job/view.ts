@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { compareNodeIds } from '../comfy/protocol';
 import { ERROR_CODES } from '../errors';
-import { isRetryRequested, type JobOutput, type JobState } from '../job-state';
+import { isRetryRequested, type JobOutput, type JobState } from './state';
 import type { ImageJob, JobData, JobProgress } from '../queue';
 
 /**

@@ -1,4 +1,4 @@
-import type { ErrorCode } from './errors';
+import type { ErrorCode } from '../errors';
 
 /**
  * JobState: what the worker knows about one job, persisted in the BullMQ job's data.
