@@ -6,7 +6,7 @@
  */
 import autocannon from 'autocannon';
 import { loadConfig } from '../src/config';
-import { createImageQueue, IMAGE_JOB_NAME, newJobData } from '../src/queue';
+import { createImageQueue, IMAGE_JOB_NAME } from '../src/queue';
 import {
   cpuMs,
   fmt,
@@ -19,6 +19,7 @@ import {
   startRedis,
   type Figure,
 } from './lib';
+import { newJobData } from '../src/job/data';
 
 const CONNECTIONS = 50;
 const WORKFLOW_BYTES = 5 * 1024;

@@ -6,7 +6,7 @@
  * one at a time, alternating between the two APIs in blocks, so both see the same moment.
  */
 import { loadConfig } from '../src/config';
-import { createImageQueue, IMAGE_JOB_NAME, newJobData } from '../src/queue';
+import { createImageQueue, IMAGE_JOB_NAME } from '../src/queue';
 import {
   fmt,
   fmtBytes,
@@ -19,6 +19,7 @@ import {
   summarize,
   type Figure,
 } from './lib';
+import { newJobData } from '../src/job/data';
 
 export const backlog: Figure = async (ctx, scope) => {
   const size = ctx.quick ? 10_000 : 100_000;

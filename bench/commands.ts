@@ -12,14 +12,7 @@
  *   LOCK_DURATION_MS=30000).
  */
 import { loadConfig } from '../src/config';
-import {
-  createImageQueue,
-  IMAGE_JOB_NAME,
-  jobKey,
-  newJobData,
-  type ImageQueue,
-  type Workflow,
-} from '../src/queue';
+import { createImageQueue, IMAGE_JOB_NAME, jobKey, type ImageQueue } from '../src/queue';
 import { webhookQueueName } from '../src/webhooks/queue';
 import {
   fmt,
@@ -44,6 +37,7 @@ import {
   perUnit,
   type CommandCounts,
 } from './monitor';
+import { newJobData, type Workflow } from '../src/job/data';
 
 const QUIET = {
   DRAIN_DELAY_S: '300',

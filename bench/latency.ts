@@ -12,7 +12,7 @@
  *   sleeps); the WebSocket series after them.
  */
 import { loadConfig } from '../src/config';
-import { jobKey, type Workflow } from '../src/queue';
+import { jobKey } from '../src/queue';
 import {
   fmt,
   fmtMs,
@@ -32,6 +32,7 @@ import {
   type SimProcess,
   type Summary,
 } from './lib';
+import type { Workflow } from '../src/job/data';
 
 export interface JobTimes {
   id: string;

@@ -17,7 +17,7 @@ import { freePort } from '../src/run/ports';
 import { redisServerArgs } from '../src/run/redis-local';
 import { createJobStore } from '../src/api/store';
 import type { Config } from '../src/config';
-import { createImageQueue, type Workflow } from '../src/queue';
+import { createImageQueue } from '../src/queue';
 import { createRedis } from '../src/redis';
 import { processScope, SCOPE_VAR } from '../test/helpers/process-scope';
 import { tinyWorkflow } from '../test/helpers/workflows';
@@ -53,6 +53,7 @@ export type Figure = (ctx: BenchContext, scope: Scope) => Promise<Row[]>;
 
 export { errorText, Scope, withTimeout } from '../src/lifecycle';
 import { errorText, withTimeout, type Scope } from '../src/lifecycle';
+import type { Workflow } from '../src/job/data';
 
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 

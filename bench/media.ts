@@ -14,7 +14,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadConfig } from '../src/config';
-import { jobKey, type Workflow } from '../src/queue';
+import { jobKey } from '../src/queue';
 import { encodePng } from '../src/simulator/png';
 import { img2imgWorkflow, uncompressedPngWorkflow } from '../test/helpers/workflows';
 import { runJob, type JobTimes } from './latency';
@@ -33,6 +33,7 @@ import {
   type Figure,
   type Row,
 } from './lib';
+import type { Workflow } from '../src/job/data';
 
 /** the overhead per job docs/PERFORMANCE.md measured before media (p50, p99) */
 const BEFORE_MEDIA = { p50: 11, p99: 38 };

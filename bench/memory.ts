@@ -7,13 +7,7 @@
  * BullMQ at ~10k events), and for our jobs the freed workflows make it meaningless.
  */
 import { loadConfig } from '../src/config';
-import {
-  createImageQueue,
-  IMAGE_JOB_NAME,
-  jobKey,
-  newJobData,
-  type ImageQueue,
-} from '../src/queue';
+import { createImageQueue, IMAGE_JOB_NAME, jobKey, type ImageQueue } from '../src/queue';
 import {
   fmtBytes,
   serviceEnv,
@@ -30,6 +24,7 @@ import {
   type Figure,
   type Row,
 } from './lib';
+import { newJobData } from '../src/job/data';
 
 const SIZES = [5 * 1024, 50 * 1024];
 const OWN_LIMIT = 1536; // bytes, besides the outputs

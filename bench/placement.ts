@@ -15,7 +15,7 @@
  *   is completed by the worker that took over (defaults: POLL_INTERVAL_MS 1000).
  */
 import { loadConfig } from '../src/config';
-import { createImageQueue, IMAGE_JOB_NAME, newJobData, type ImageQueue } from '../src/queue';
+import { createImageQueue, IMAGE_JOB_NAME, type ImageQueue } from '../src/queue';
 import type { ManagedChild } from '../src/run/child';
 import { durations, monitorInstances } from '../test/helpers/instance-monitor';
 import {
@@ -33,6 +33,7 @@ import {
   type Scope,
   type SimProcess,
 } from './lib';
+import { newJobData } from '../src/job/data';
 
 function producer(scope: Scope, env: Record<string, string>): ImageQueue {
   const q = createImageQueue(loadConfig(env));

@@ -11,13 +11,7 @@
  *   handed from worker to worker several times; it must still have run once.
  */
 import { loadConfig } from '../src/config';
-import {
-  createImageQueue,
-  IMAGE_JOB_NAME,
-  jobKey,
-  newJobData,
-  type ImageQueue,
-} from '../src/queue';
+import { createImageQueue, IMAGE_JOB_NAME, jobKey, type ImageQueue } from '../src/queue';
 import type { ManagedChild } from '../src/run/child';
 import {
   fmt,
@@ -37,6 +31,7 @@ import {
   type Scope,
   type SimProcess,
 } from './lib';
+import { newJobData } from '../src/job/data';
 
 interface Held {
   key: string;

@@ -10,13 +10,7 @@ import { randomUUID } from 'node:crypto';
 import { once } from 'node:events';
 import WebSocket from 'ws';
 import { loadConfig } from '../src/config';
-import {
-  createImageQueue,
-  IMAGE_JOB_NAME,
-  jobKey,
-  newJobData,
-  type ImageQueue,
-} from '../src/queue';
+import { createImageQueue, IMAGE_JOB_NAME, jobKey, type ImageQueue } from '../src/queue';
 import type { ManagedChild } from '../src/run/child';
 import {
   cpuMs,
@@ -40,6 +34,7 @@ import {
   type Figure,
   type SimProcess,
 } from './lib';
+import { newJobData } from '../src/job/data';
 
 const CONCURRENCY = 50;
 

@@ -3,13 +3,9 @@ import type { Job } from 'bullmq';
 import type IORedis from 'ioredis';
 import { snapshotOf, toJobView } from '../src/job/view';
 import type { JobState } from '../src/job/state';
-import {
-  WORKFLOW_FIELD,
-  type ImageJob,
-  type JobData,
-  type JobProgress,
-  type JobRequest,
-} from '../src/queue';
+import { WORKFLOW_FIELD, type ImageJob } from '../src/queue';
+import type { JobData, JobRequest } from '../src/job/data';
+import type { JobProgress } from '../src/job/progress';
 
 /**
  * How Bull Board shows an image job, through its own formatters (no fork of Bull Board):

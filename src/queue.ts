@@ -1,70 +1,16 @@
 import { Queue, type JobsOptions, type Job } from 'bullmq';
 import { v5 as uuidv5 } from 'uuid';
-import { initialState, type JobOutput, type JobState } from './job/state';
+import type { JobData, JobResult } from './job/data';
+import type { JobProgress } from './job/progress';
 import type { Logger } from './logger';
 import { every } from './lifecycle';
 import { redisOptions, type RedisSettings } from './redis';
 
 /**
- * The one definition of the image-job queue: payload and result types, the data version,
- * default job options (retention), and the periodic clean that makes retention exact.
+ * The one definition of the image-job queue: its BullMQ job type, default job options
+ * (retention), and the periodic clean that makes retention exact. The job's payload,
+ * result and progress are declared in `job/`.
  */
-
-/** Bump when JobData changes shape; workers refuse data of an unknown version. */
-export const JOB_DATA_VERSION = 1;
-
-/** A ComfyUI workflow in API format: `{ nodeId: { class_type, inputs, _meta? } }`. */
-export type Workflow = Record<
-  string,
-  { class_type: string; inputs: Record<string, unknown>; [k: string]: unknown }
->;
-
-export interface JobRequest {
-  jobType: string;
-  userId?: string;
-  webhookUrl?: string;
-  idempotencyKey?: string;
-  metadata?: Record<string, unknown>;
-  /** the name of the API key that submitted the job, when keys are scoped (API_KEYS name:key) */
-  owner?: string;
-}
-
-/**
- * A file the workflow reads (DESIGN "Media in"): an upload in storage, or a URL the worker
- * fetches (into `jobs/<id>/inputs/<i>`; size, sha256 and type are recorded then).
- */
-export type JobInput =
-  | { name: string; upload: string; size: number; sha256: string; contentType: string }
-  | { name: string; url: string; size?: number; sha256?: string; contentType?: string };
-
-export interface JobData {
-  v: number;
-  /**
-   * null for jobs the API adds: their workflow is the job hash's own WORKFLOW_FIELD, so no
-   * read of the job (view, events, cancel, state writes) carries it. Jobs added before that
-   * (or by tests) may hold it here; workers read either (`readWorkflow`).
-   */
-  workflow: Workflow | null;
-  /** the workflow's node count (progress needs it without reading the workflow) */
-  nodes?: number;
-  request: JobRequest;
-  state: JobState;
-  /** input files, in the order given (absent: none) */
-  inputs?: JobInput[];
-}
-
-/** What Bull Board's progress tab and the API's `progress` show. */
-export interface JobProgress {
-  percent: number;
-  value?: number;
-  max?: number;
-  node?: string;
-  queuePosition?: number;
-}
-
-export interface JobResult {
-  outputs: JobOutput[];
-}
 
 export type ImageJob = Job<JobData, JobResult, string, JobProgress>;
 
@@ -166,16 +112,4 @@ export function startRetentionCleaner(
     },
     log,
   );
-}
-
-/** The data of a new job: what the API enqueues. */
-export function newJobData(
-  workflow: Workflow | null,
-  request: JobRequest,
-  now: number,
-  inputs?: JobInput[],
-): JobData {
-  const data: JobData = { v: JOB_DATA_VERSION, workflow, request, state: initialState(now) };
-  if (inputs && inputs.length > 0) data.inputs = inputs;
-  return data;
 }

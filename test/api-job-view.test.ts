@@ -8,7 +8,7 @@ import {
 } from '../src/job/view';
 import { idempotentJobId } from '../src/api/enqueue';
 import { initialState, type JobState } from '../src/job/state';
-import { newJobData } from '../src/queue';
+import { newJobData } from '../src/job/data';
 
 /** The one mapping from Redis to the public view, case by case (no Redis needed). */
 

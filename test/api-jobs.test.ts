@@ -3,11 +3,12 @@ import type { AddressInfo } from 'node:net';
 import request from 'supertest';
 import { createApp } from '../src/api/app';
 import { JobViewSchema } from '../src/job/view';
-import { CANCEL_FIELD, IMAGE_JOB_NAME, cancelChannel, jobKey, newJobData } from '../src/queue';
+import { CANCEL_FIELD, IMAGE_JOB_NAME, cancelChannel, jobKey } from '../src/queue';
 import { createRedis } from '../src/redis';
 import { startApiHarness, type ApiHarness } from './helpers/api-harness';
 import { openSse } from './helpers/api-sse';
 import { waitFor } from './helpers/wait';
+import { newJobData } from '../src/job/data';
 
 /** The job endpoints against a real Redis, with no worker running (jobs stay queued). */
 

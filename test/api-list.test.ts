@@ -1,10 +1,12 @@
 import { UnrecoverableError, Worker } from 'bullmq';
 import request from 'supertest';
 import { indexKey, LIST_SCAN_MAX } from '../src/api/job-index';
-import { PUBLIC_STATUSES, type JobView, type PublicStatus } from '../src/job/view';
+import { type JobView } from '../src/job/view';
 import type { NewJob } from '../src/api/enqueue';
-import type { ImageJob, JobData, JobResult } from '../src/queue';
+import type { ImageJob } from '../src/queue';
 import { manualWorker, startApiHarness, type ApiHarness } from './helpers/api-harness';
+import type { JobData, JobResult } from '../src/job/data';
+import { PUBLIC_STATUSES, type PublicStatus } from '../src/job/status';
 
 /**
  * GET /v1/jobs over 10,000 jobs of 50 users, made through the store's enqueue (the same

@@ -1,22 +1,10 @@
 import { FlowProducer, Worker } from 'bullmq';
-import {
-  QUEUE_POSITION_LIMIT,
-  snapshotOf,
-  toJobView,
-  type BullState,
-  type JobSnapshot,
-} from '../src/job/view';
-import {
-  CANCEL_FIELD,
-  IMAGE_JOB_NAME,
-  jobKey,
-  newJobData,
-  type ImageJob,
-  type JobData,
-  type JobResult,
-} from '../src/queue';
+import { snapshotOf, toJobView, type BullState, type JobSnapshot } from '../src/job/view';
+import { CANCEL_FIELD, IMAGE_JOB_NAME, jobKey, type ImageJob } from '../src/queue';
 import { redisOptions } from '../src/redis';
 import { manualWorker, startApiHarness, type ApiHarness } from './helpers/api-harness';
+import { QUEUE_POSITION_LIMIT } from '../src/job/progress';
+import { newJobData, type JobData, type JobResult } from '../src/job/data';
 
 /**
  * The store's job read (`snapshot`, one Lua script) against a real Redis: the same snapshot

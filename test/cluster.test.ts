@@ -13,7 +13,7 @@ import { mediaSettings } from '../src/api/inputs';
 import { createApiServices, type ApiServices } from '../src/api/services';
 import { loadConfig } from '../src/config';
 import { createLogger } from '../src/logger';
-import { jobKey, type JobData, type JobResult } from '../src/queue';
+import { jobKey } from '../src/queue';
 import { describeRedis, redisOptions, CLUSTER_OPTION } from '../src/redis';
 import { createSimulator, type Simulator } from '../src/simulator/server';
 import { startRedisCluster, type RedisCluster } from './helpers/cluster';
@@ -23,6 +23,7 @@ import { waitFor } from './helpers/wait';
 import { alive, killAll, spawnWorker, type WorkerProcess } from './helpers/worker-process';
 import { sleepWorkflow, tinyWorkflow } from './helpers/workflows';
 import { historyEntry } from './helpers/sim-history';
+import type { JobData, JobResult } from '../src/job/data';
 
 /**
  * The system on a real 3-master Redis Cluster (REDIS_CLUSTER=1): the API (wired as

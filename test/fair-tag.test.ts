@@ -1,9 +1,9 @@
 import { Worker } from 'bullmq';
 import request from 'supertest';
 import { fairKeys } from '../src/fair';
-import type { JobData, JobResult } from '../src/queue';
 import { manualWorker, startApiHarness, type ApiHarness } from './helpers/api-harness';
 import { tinyWorkflow } from './helpers/workflows';
+import type { JobData, JobResult } from '../src/job/data';
 
 /**
  * The enqueue's tag (ENQUEUE_FAIR in src/fair/scripts.ts) as BullMQ's `prioritized` zset

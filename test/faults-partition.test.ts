@@ -2,11 +2,12 @@ import { randomUUID } from 'node:crypto';
 import { once } from 'node:events';
 import { createServer, connect, type Server, type Socket } from 'node:net';
 import { Job } from 'bullmq';
-import { jobKey, type JobData, type JobResult } from '../src/queue';
+import { jobKey } from '../src/queue';
 import { startSystem, type TestSystem } from './helpers/system';
 import { waitFor } from './helpers/wait';
 import { killAll, spawnWorker, type WorkerProcess } from './helpers/worker-process';
 import { sleepWorkflow } from './helpers/workflows';
+import type { JobData, JobResult } from '../src/job/data';
 
 /**
  * A worker cut off from Redis (network partition) while it follows a job: its lock

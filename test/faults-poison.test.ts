@@ -6,18 +6,12 @@ import { Job } from 'bullmq';
 import IORedis from 'ioredis';
 import { errorFromFailedReason } from '../src/job/view';
 import { initialState } from '../src/job/state';
-import {
-  IMAGE_JOB_NAME,
-  jobKey,
-  newJobData,
-  type JobData,
-  type JobResult,
-  type Workflow,
-} from '../src/queue';
+import { IMAGE_JOB_NAME, jobKey } from '../src/queue';
 import { startSystem, type TestSystem } from './helpers/system';
 import { waitFor } from './helpers/wait';
 import { killAll, spawnWorker, type WorkerProcess } from './helpers/worker-process';
 import { tinyWorkflow } from './helpers/workflows';
+import { newJobData, type JobData, type JobResult, type Workflow } from '../src/job/data';
 
 /**
  * Poison and edge jobs against ONE real worker process: data BullMQ cannot parse, data that

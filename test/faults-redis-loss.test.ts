@@ -1,11 +1,12 @@
 import { Job } from 'bullmq';
 import IORedis from 'ioredis';
-import { jobKey, type JobData, type JobResult } from '../src/queue';
+import { jobKey } from '../src/queue';
 import { createSimulator } from '../src/simulator/server';
 import { startSystem, type TestSystem } from './helpers/system';
 import { waitFor } from './helpers/wait';
 import { killAll, spawnWorker, type WorkerProcess } from './helpers/worker-process';
 import { sleepWorkflow } from './helpers/workflows';
+import type { JobData, JobResult } from '../src/job/data';
 
 /**
  * What Redis's `appendfsync everysec` may lose, made deterministic. An OS crash (not a

@@ -1,9 +1,10 @@
 import IORedis from 'ioredis';
-import { CANCEL_FIELD, WORKFLOW_FIELD, jobKey, type JobData } from '../src/queue';
+import { CANCEL_FIELD, WORKFLOW_FIELD, jobKey } from '../src/queue';
 import { allRedisScripts, redisScript } from '../src/scripts';
 import { FenceError, createLockProver } from '../src/worker/fence';
 import { LockLostError, createJobWriter } from '../src/worker/persist';
 import { startRedis, type RedisServer } from './helpers/redis-server';
+import type { JobData } from '../src/job/data';
 
 /**
  * src/scripts/: every `.lua` file read, its key count taken from its name, its includes

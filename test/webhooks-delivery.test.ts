@@ -7,14 +7,7 @@ import { loadConfig, type Config } from '../src/config';
 import { onCompleted, onPickup } from '../src/job/state';
 import { createLogger } from '../src/logger';
 import { createMetrics, type Metrics } from '../src/metrics';
-import {
-  createImageQueue,
-  IMAGE_JOB_NAME,
-  newJobData,
-  type ImageQueue,
-  type JobData,
-  type JobResult,
-} from '../src/queue';
+import { createImageQueue, IMAGE_JOB_NAME, type ImageQueue } from '../src/queue';
 import { redisOptions } from '../src/redis';
 import {
   createNotifyFinished,
@@ -28,6 +21,7 @@ import type { LookupAll } from '../src/webhooks/url-policy';
 import { startRedis, type RedisServer } from './helpers/redis-server';
 import { waitFor } from './helpers/wait';
 import { tinyWorkflow } from './helpers/workflows';
+import { newJobData, type JobData, type JobResult } from '../src/job/data';
 
 const SECRET = `whsec_${randomBytes(32).toString('base64')}`;
 const FAST = { attempts: 6, backoffMs: 40, timeoutMs: 400, recheckMs: 50 };

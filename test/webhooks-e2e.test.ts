@@ -3,7 +3,7 @@ import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import { randomBytes } from 'node:crypto';
 import { Webhook } from 'standardwebhooks';
 import { createLogger } from '../src/logger';
-import { IMAGE_JOB_NAME, newJobData, type Workflow } from '../src/queue';
+import { IMAGE_JOB_NAME } from '../src/queue';
 import {
   createNotifyFinished,
   startWebhookWorker,
@@ -14,6 +14,7 @@ import { createWebhookQueue, deliveryJobId } from '../src/webhooks/queue';
 import { startSystem, type TestSystem } from './helpers/system';
 import { waitFor } from './helpers/wait';
 import { tinyWorkflow } from './helpers/workflows';
+import { newJobData, type Workflow } from '../src/job/data';
 
 /**
  * End to end: the real image worker (startImageWorker with notifyFinished) against the

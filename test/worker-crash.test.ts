@@ -1,9 +1,9 @@
 import { Job } from 'bullmq';
-import type { JobData, JobResult } from '../src/queue';
 import { startSystem, type TestSystem } from './helpers/system';
 import { waitFor } from './helpers/wait';
 import { killAll, spawnWorker, type WorkerProcess } from './helpers/worker-process';
 import { sleepWorkflow, tinyWorkflow } from './helpers/workflows';
+import type { JobData, JobResult } from '../src/job/data';
 
 /**
  * Real worker processes killed with SIGKILL at the dangerous moments. After each, another

@@ -1,8 +1,8 @@
 import { Job } from 'bullmq';
-import type { JobData, JobResult } from '../src/queue';
 import { startSystem, type TestSystem } from './helpers/system';
 import { waitFor } from './helpers/wait';
 import { sleepWorkflow, tinyWorkflow } from './helpers/workflows';
+import type { JobData, JobResult } from '../src/job/data';
 
 /**
  * A server that refuses a prompt id it already knows (409) and accepts only canonical UUIDs.

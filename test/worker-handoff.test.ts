@@ -1,10 +1,11 @@
 import { Job } from 'bullmq';
-import type { JobData, JobProgress, JobResult } from '../src/queue';
 import { createSimulator, type Simulator } from '../src/simulator/server';
 import { simVersion, startSystem, type TestSystem } from './helpers/system';
 import { waitFor } from './helpers/wait';
 import { killAll, spawnWorker, type WorkerProcess } from './helpers/worker-process';
 import { sleepWorkflow } from './helpers/workflows';
+import type { JobData, JobResult } from '../src/job/data';
+import type { JobProgress } from '../src/job/progress';
 
 /**
  * A job that changes hands: its instance replaced (resubmitted elsewhere at once), or its

@@ -1,19 +1,13 @@
 import { Job } from 'bullmq';
-import type { JobData, JobResult } from '../src/queue';
 import { createLogger } from '../src/logger';
 import { createMetrics } from '../src/metrics';
 import IORedis from 'ioredis';
-import {
-  CANCEL_FIELD,
-  IMAGE_JOB_NAME,
-  JOB_DATA_VERSION,
-  jobKey,
-  startRetentionCleaner,
-} from '../src/queue';
+import { CANCEL_FIELD, IMAGE_JOB_NAME, jobKey, startRetentionCleaner } from '../src/queue';
 import { startSystem, type TestSystem } from './helpers/system';
 import { waitFor } from './helpers/wait';
 import { sleepWorkflow, tinyWorkflow } from './helpers/workflows';
 import { historyEntry } from './helpers/sim-history';
+import { type JobData, type JobResult, JOB_DATA_VERSION } from '../src/job/data';
 
 /**
  * The worker's lifecycle with an in-process worker, a real redis-server and the simulator:

@@ -1,10 +1,10 @@
 import { Job } from 'bullmq';
 import { createLogger } from '../src/logger';
 import { createMetrics, serveMetrics, type Metrics } from '../src/metrics';
-import type { JobData, JobResult } from '../src/queue';
 import { startSystem, type TestSystem } from './helpers/system';
 import { waitFor } from './helpers/wait';
 import { sleepWorkflow, tinyWorkflow } from './helpers/workflows';
+import type { JobData, JobResult } from '../src/job/data';
 
 /** The worker's /metrics: Prometheus text whose counters move as jobs complete, fail and recover. */
 let sys: TestSystem;

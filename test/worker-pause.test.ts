@@ -1,21 +1,14 @@
 import { Job, QueueEvents } from 'bullmq';
 import IORedis from 'ioredis';
 import { loadConfig } from '../src/config';
-import {
-  createImageQueue,
-  IMAGE_JOB_NAME,
-  jobKey,
-  newJobData,
-  type ImageQueue,
-  type JobData,
-  type JobResult,
-} from '../src/queue';
+import { createImageQueue, IMAGE_JOB_NAME, jobKey, type ImageQueue } from '../src/queue';
 import { redisOptions } from '../src/redis';
 import { redisScript } from '../src/scripts';
 import type { FaultPoint } from '../src/worker/processor';
 import { startSystem, type TestSystem } from './helpers/system';
 import { killAll, spawnWorker, type WorkerProcess } from './helpers/worker-process';
 import { sleepWorkflow } from './helpers/workflows';
+import { newJobData, type JobData, type JobResult } from '../src/job/data';
 
 /**
  * Paused workers (SIGSTOP, as a GC pause, a frozen VM or a starved process would do): the

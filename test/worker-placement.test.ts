@@ -1,11 +1,11 @@
 import { Job } from 'bullmq';
-import type { JobData, JobResult } from '../src/queue';
 import { createSimulator, type Simulator } from '../src/simulator/server';
 import { durations, monitorInstances } from './helpers/instance-monitor';
 import { simVersion, startSystem, type TestSystem } from './helpers/system';
 import { waitFor } from './helpers/wait';
 import { killAll, spawnWorker, type WorkerProcess } from './helpers/worker-process';
 import { sleepWorkflow, tinyWorkflow } from './helpers/workflows';
+import type { JobData, JobResult } from '../src/job/data';
 
 /**
  * Placement across ComfyUI instances with several workers (DESIGN "Placement across

@@ -1,9 +1,9 @@
 import { Job } from 'bullmq';
 import { createSimulator, type Simulator } from '../src/simulator/server';
-import type { JobData, JobResult } from '../src/queue';
 import { startSystem, type TestSystem } from './helpers/system';
 import { waitFor } from './helpers/wait';
 import { sleepWorkflow } from './helpers/workflows';
+import type { JobData, JobResult } from '../src/job/data';
 
 /** Several ComfyUI instances: jobs spread, a dead instance gets no new jobs, nothing runs twice. */
 let sys: TestSystem;

@@ -1,8 +1,9 @@
 import { Job } from 'bullmq';
-import type { JobData, JobProgress, JobResult } from '../src/queue';
 import { startSystem, type TestSystem } from './helpers/system';
 import { waitFor } from './helpers/wait';
 import { sleepWorkflow } from './helpers/workflows';
+import type { JobData, JobResult } from '../src/job/data';
+import type { JobProgress } from '../src/job/progress';
 
 /** Progress comes from ComfyUI's WebSocket while it is healthy; polling alone still finishes jobs. */
 let sys: TestSystem;

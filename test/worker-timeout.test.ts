@@ -1,9 +1,9 @@
 import { Job } from 'bullmq';
-import type { JobData, JobResult } from '../src/queue';
 import { startSystem, type TestSystem } from './helpers/system';
 import { waitFor } from './helpers/wait';
 import { sleepWorkflow } from './helpers/workflows';
 import { historyEntry } from './helpers/sim-history';
+import type { JobData, JobResult } from '../src/job/data';
 
 /** DESIGN rule 5: a job running longer than JOB_TIMEOUT_MS fails `timeout` and its prompt is interrupted. */
 let sys: TestSystem;

@@ -1,7 +1,7 @@
 import { Job } from 'bullmq';
-import type { JobData, JobResult } from '../src/queue';
 import { startSystem, type TestSystem } from './helpers/system';
 import { sleepWorkflow } from './helpers/workflows';
+import type { JobData, JobResult } from '../src/job/data';
 
 /**
  * A POST /prompt that was written but whose answer did not come within COMFYUI_TIMEOUT_MS:

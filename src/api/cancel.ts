@@ -6,9 +6,10 @@ import { notApplied } from '../redis-errors';
 import { redisScript } from '../scripts';
 import { withBudget } from './enqueue';
 import { OutcomeUnknownError, QueueUnavailableError } from './errors';
-import { publicStatus, type BullState, type JobSnapshot, type PublicStatus } from '../job/view';
+import { publicStatus, type BullState, type JobSnapshot } from '../job/view';
 import { JOB_ID_PATTERN } from './schemas';
 import type { ReadSnapshot } from '../job/snapshot';
+import type { PublicStatus } from '../job/status';
 
 /**
  * A cancel from the API: the durable mark and the message to workers in one script, then a

@@ -7,10 +7,7 @@ import {
   IMAGE_JOB_NAME,
   WORKFLOW_FIELD,
   jobKey,
-  newJobData,
   type ImageQueue,
-  type JobInput,
-  type JobRequest,
   type QueueSettings,
 } from '../queue';
 import { TimeoutError, withTimeout } from '../lifecycle';
@@ -28,6 +25,7 @@ import { ApiError, OutcomeUnknownError, QueueUnavailableError, UserQueueFullErro
 import { indexEntry } from './job-index';
 import type { JobFields } from './parse-job';
 import { DEFAULT_JOB_TYPE } from './schemas';
+import { newJobData, type JobInput, type JobRequest } from '../job/data';
 
 /**
  * Adding a job so that an error answer always means "nothing changed": the job id is chosen

@@ -1,6 +1,6 @@
 import { z } from 'zod';
-import type { Workflow } from '../queue';
 import type { FieldIssue } from './errors';
+import type { Workflow } from '../job/data';
 
 /**
  * The shape of `inputs` on POST /v1/jobs (DESIGN "Media in"):

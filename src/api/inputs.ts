@@ -1,13 +1,13 @@
 import { randomUUID } from 'node:crypto';
 import { Readable } from 'node:stream';
 import type { Config } from '../config';
-import type { JobInput } from '../queue';
 import { contentTypeOf } from '../storage/content-type';
 import { keys, readUpload, saveUpload } from '../storage/media';
 import type { Storage } from '../storage/types';
 import { checkWebhookUrl } from '../webhooks/url-policy';
 import type { FieldIssue } from './errors';
 import type { InputsBody } from './input-schema';
+import type { JobInput } from '../job/data';
 
 /**
  * `inputs` of POST /v1/jobs (DESIGN "Media in"), after input-schema.ts: `resolveInputs`

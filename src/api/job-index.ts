@@ -1,9 +1,11 @@
 import { createHash } from 'node:crypto';
 import type IORedis from 'ioredis';
 import { z } from 'zod';
-import { CANCEL_FIELD, type JobData, type QueueSettings } from '../queue';
+import { CANCEL_FIELD, type QueueSettings } from '../queue';
 import { redisScript, defineScripts } from '../scripts';
-import { PUBLIC_STATUSES, publicStatus, type JobSnapshot } from '../job/view';
+import { publicStatus, type JobSnapshot } from '../job/view';
+import type { JobData } from '../job/data';
+import { PUBLIC_STATUSES } from '../job/status';
 
 /**
  * The job list's index (DESIGN "Operators and clients"): sorted sets whose members all have

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { ListQuerySchema } from './job-index';
-import { PUBLIC_STATUSES } from '../job/view';
+import { PUBLIC_STATUSES } from '../job/status';
 
 /** The pieces of the OpenAPI document (openapi.ts): small schemas, parameters, responses. */
 

@@ -1,6 +1,5 @@
 import { createHash } from 'node:crypto';
 import stableStringify from 'safe-stable-stringify';
-import type { Workflow } from '../queue';
 import type { FieldIssue } from './errors';
 import { inputNameIssues } from './input-schema';
 import {
@@ -10,6 +9,7 @@ import {
   toFieldIssues,
   type CreateJobBody,
 } from './schemas';
+import type { Workflow } from '../job/data';
 
 /**
  * The whole CPU cost of a `POST /v1/jobs` body, as one pure function of its bytes:

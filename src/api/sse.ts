@@ -4,7 +4,8 @@ import type IORedis from 'ioredis';
 import type { QueueEvents } from 'bullmq';
 import type { Logger } from '../logger';
 import { notFound } from './errors';
-import { isTerminalStatus, type JobView } from '../job/view';
+import { type JobView } from '../job/view';
+import { isTerminalStatus } from '../job/status';
 
 /**
  * Server-Sent Events for one job (`GET /v1/jobs/:id/events`), fed by ONE shared

@@ -1,14 +1,16 @@
 import type IORedis from 'ioredis';
-import type { ImageJob, ImageQueue, JobData } from '../queue';
+import type { ImageJob, ImageQueue } from '../queue';
 import { withTimeout } from '../lifecycle';
 import { isConnectionError } from '../redis-errors';
 import { createCancel } from './cancel';
 import { createEnqueue, withBudget } from './enqueue';
 import { QueueUnavailableError } from './errors';
 import { createJobIndex, type ListRequest } from './job-index';
-import { publicStatus, type JobSnapshot, type PublicStatus } from '../job/view';
+import { publicStatus, type JobSnapshot } from '../job/view';
 import { JOB_ID_PATTERN } from './schemas';
 import { createSnapshotReader } from '../job/snapshot';
+import type { JobData } from '../job/data';
+import type { PublicStatus } from '../job/status';
 
 /**
  * Everything the API reads and writes in Redis, each operation bounded by a timeout so a

@@ -10,7 +10,8 @@
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { SingleBar } from 'cli-progress';
-import { ApiError, createApiClient, type ApiClient, type JobView } from '../run/api-client';
+import { ApiError, createApiClient, type ApiClient } from '../run/api-client';
+import type { JobView } from '../job/view';
 
 const USAGE = `usage:
   comfyui-queue submit <workflow.json> [--wait] [--job-type TYPE]

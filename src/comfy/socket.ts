@@ -1,5 +1,6 @@
 import { EventEmitter } from 'node:events';
 import WebSocket from 'ws';
+import type { JobProgress } from '../job/progress';
 import type { Logger } from '../logger';
 
 /**
@@ -12,13 +13,6 @@ import type { Logger } from '../logger';
  * reconnect. Reconnect backoff doubles from 250 ms up to `maxBackoffMs`. The old socket is
  * always closed before a new one opens (the 0.3.64 same-clientId trap).
  */
-
-export interface PromptProgress {
-  percent: number;
-  value?: number;
-  max?: number;
-  node?: string;
-}
 
 /**
  * 'finished': the prompt ended and its history is written; 'changed': anything may have
@@ -98,7 +92,7 @@ export class ComfySocket {
     this.tracked.delete(promptId);
   }
 
-  progress(promptId: string): PromptProgress | undefined {
+  progress(promptId: string): JobProgress | undefined {
     const t = this.tracked.get(promptId);
     if (!t || t.started.size === 0) return undefined;
     const frac = t.max ? Math.min(1, (t.value ?? 0) / t.max) : 0;

@@ -2,9 +2,10 @@ import { WaitingError } from 'bullmq';
 import type IORedis from 'ioredis';
 import type { Cluster } from 'ioredis';
 import type { Logger } from '../logger';
-import type { ImageJob, JobResult } from '../queue';
+import type { ImageJob } from '../queue';
 import { LockLostError } from '../worker/persist';
 import { createFairWorker, type FairSettings, type FairWorker } from '.';
+import type { JobResult } from '../job/data';
 
 /**
  * USER_MAX_ACTIVE in a worker: every job it takes is admitted first (ADMIT_LUA). A job

@@ -2,7 +2,8 @@ import type IORedis from 'ioredis';
 import { CANCEL_FIELD, jobKey, type ImageQueue } from '../queue';
 import { fairKeys } from '../fair';
 import { defineScripts, redisScript } from '../scripts';
-import { QUEUE_POSITION_LIMIT, snapshotFromHash, type BullState, type JobSnapshot } from './view';
+import { snapshotFromHash, type BullState, type JobSnapshot } from './view';
+import { QUEUE_POSITION_LIMIT } from './progress';
 
 /** The hash fields a job's view is made of: never the workflow (DESIGN "The API boundary"). */
 const SNAPSHOT_FIELDS = [

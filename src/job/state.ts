@@ -6,14 +6,16 @@ import type { ErrorCode } from '../errors';
  * return. None of them touches Redis, so they are unit-tested on their own.
  */
 
-export type InternalStatus =
-  | 'queued' // not yet taken by a worker
-  | 'submitting' // prompt id chosen and stored, POST /prompt may or may not have arrived
-  | 'submitted' // ComfyUI accepted the prompt (pending in its queue)
-  | 'running' // ComfyUI is executing it
-  | 'completed'
-  | 'failed'
-  | 'cancelled';
+export const INTERNAL_STATUSES = [
+  'queued', // not yet taken by a worker
+  'submitting', // prompt id chosen and stored, POST /prompt may or may not have arrived
+  'submitted', // ComfyUI accepted the prompt (pending in its queue)
+  'running', // ComfyUI is executing it
+  'completed',
+  'failed',
+  'cancelled',
+] as const;
+export type InternalStatus = (typeof INTERNAL_STATUSES)[number];
 
 export interface JobOutput {
   nodeId: string;

@@ -2,32 +2,16 @@ import { z } from 'zod';
 import { compareNodeIds } from '../comfy/protocol';
 import { ERROR_CODES } from '../errors';
 import { isRetryRequested, type JobOutput, type JobState } from './state';
-import type { ImageJob, JobData, JobProgress } from '../queue';
+import type { ImageJob } from '../queue';
+import { JobProgressSchema, type JobProgress } from './progress';
+import { isTerminalStatus, PUBLIC_STATUSES, type PublicStatus } from './status';
+import type { JobData } from './data';
 
 /**
  * The one mapping from what Redis holds about a job (BullMQ's state, our JobState, the
  * failed reason, the cancel mark) to the public job view and status (DESIGN "HTTP API").
  * Pure: no Redis here, so every case is unit-tested.
  */
-
-export const PUBLIC_STATUSES = [
-  'queued',
-  'submitted',
-  'running',
-  'completed',
-  'failed',
-  'cancelled',
-] as const;
-export type PublicStatus = (typeof PUBLIC_STATUSES)[number];
-export const TERMINAL_STATUSES: readonly PublicStatus[] = ['completed', 'failed', 'cancelled'];
-export const isTerminalStatus = (s: PublicStatus) => TERMINAL_STATUSES.includes(s);
-
-/**
- * The largest `progress.queuePosition` of a queued job: the API looks for a job among the
- * last this-many entries of BullMQ's wait list only (where the jobs next to run are), so
- * this value means "this many jobs ahead, or more".
- */
-export const QUEUE_POSITION_LIMIT = 10_000;
 
 const iso = z.iso.datetime();
 export const JobViewSchema = z.strictObject({
@@ -39,19 +23,7 @@ export const JobViewSchema = z.strictObject({
   startedAt: iso.optional(),
   finishedAt: iso.optional(),
   promptId: z.string().optional(),
-  progress: z.strictObject({
-    percent: z.number().min(0).max(100),
-    value: z.number().optional(),
-    max: z.number().optional(),
-    node: z.string().optional(),
-    queuePosition: z
-      .int()
-      .min(0)
-      .optional()
-      .describe(
-        `jobs ahead of this one: in this queue while queued (${QUEUE_POSITION_LIMIT} means ${QUEUE_POSITION_LIMIT} or more), in ComfyUI's queue once submitted`,
-      ),
-  }),
+  progress: JobProgressSchema,
   outputs: z
     .array(
       z.strictObject({

@@ -1,23 +1,11 @@
 import { createParser } from 'eventsource-parser';
+import { TERMINAL_STATUSES } from '../job/status';
+import type { JobView } from '../job/view';
 
 /** A client of the comfyui-queue HTTP API, for the CLI. Errors carry the API's message. */
 
-export interface JobView {
-  id: string;
-  status: 'queued' | 'submitted' | 'running' | 'completed' | 'failed' | 'cancelled';
-  progress?: {
-    percent: number;
-    value?: number;
-    max?: number;
-    node?: string;
-    queuePosition?: number;
-  };
-  outputs?: { nodeId: string; filename: string; subfolder: string; type: string; url: string }[];
-  error?: { code: string; message: string };
-  [key: string]: unknown;
-}
-
-export const TERMINAL = ['completed', 'failed', 'cancelled'];
+/** The statuses a job ends in, as strings (an SSE event's name is one). */
+const TERMINAL: readonly string[] = TERMINAL_STATUSES;
 
 export class ApiError extends Error {
   constructor(

@@ -10,7 +10,7 @@ import {
 import { isTerminal, type JobState } from '../job/state';
 import type { Logger } from '../logger';
 import type { Metrics } from '../metrics';
-import type { ImageJob, ImageQueue, JobData } from '../queue';
+import type { ImageJob, ImageQueue } from '../queue';
 import { createWebhookPoster } from './http';
 import type {
   DeliveryJob,
@@ -27,6 +27,7 @@ import {
   WebhookRefusedError,
   type LookupAll,
 } from './url-policy';
+import type { JobData } from '../job/data';
 
 /** A host that does not resolve this many attempts in a row fails the delivery (not retried). */
 export const UNRESOLVABLE_ATTEMPTS = 3;

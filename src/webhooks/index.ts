@@ -4,7 +4,7 @@ import type { Config, QueueConnectionConfig } from '../config';
 import { errorText, Scope } from '../lifecycle';
 import type { Logger } from '../logger';
 import type { Metrics } from '../metrics';
-import { createImageQueue, type JobRequest, type QueueSettings } from '../queue';
+import { createImageQueue, type QueueSettings } from '../queue';
 import { redisOptions } from '../redis';
 import { createDeliveryProcessor } from './deliver';
 import {
@@ -22,6 +22,7 @@ import {
 import { validateWebhookSecret } from '../webhook-secret';
 import { createSigner } from './signing';
 import type { LookupAll } from './url-policy';
+import type { JobRequest } from '../job/data';
 
 export type { WebhookEvent } from './queue';
 

@@ -1,16 +1,9 @@
 import type IORedis from 'ioredis';
 import type { Cluster } from 'ioredis';
-import {
-  CANCEL_FIELD,
-  WORKFLOW_FIELD,
-  jobKey,
-  type JobData,
-  type JobProgress,
-  type JobResult,
-  type QueueSettings,
-  type Workflow,
-} from '../queue';
+import { CANCEL_FIELD, WORKFLOW_FIELD, jobKey, type QueueSettings } from '../queue';
 import { defineScripts, redisScript } from '../scripts';
+import type { JobData, JobResult, Workflow } from '../job/data';
+import type { JobProgress } from '../job/progress';
 
 /**
  * Every write the processor makes to its job, each one round trip and each checked against

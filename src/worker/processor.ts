@@ -1,6 +1,6 @@
 import { DelayedError, WaitingError } from 'bullmq';
 import { isRetryRequested, onRetry } from '../job/state';
-import type { ImageJob, JobResult } from '../queue';
+import type { ImageJob } from '../queue';
 import { LockLostError } from './persist';
 import { follow } from './run/follow';
 import { readJobData } from './run/job-data';
@@ -8,6 +8,7 @@ import { JobRun } from './run/job-run';
 import { pickUp } from './run/pickup';
 import { retryOrFail } from './run/retry';
 import { JobFailure, type ProcessorDeps } from './run/types';
+import type { JobResult } from '../job/data';
 
 export {
   ABORT,

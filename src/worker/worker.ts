@@ -10,15 +10,7 @@ import { SlotLeases, slotsFreedChannel } from '../comfy/slots';
 import type { Config, QueueConnectionConfig } from '../config';
 import { errorText, Scope } from '../lifecycle';
 import type { Logger } from '../logger';
-import {
-  CANCEL_FIELD,
-  cancelChannel,
-  jobKey,
-  retentionKeep,
-  type JobData,
-  type JobProgress,
-  type JobResult,
-} from '../queue';
+import { CANCEL_FIELD, cancelChannel, jobKey, retentionKeep } from '../queue';
 import { createRedis, redisOptions, warnIfEvicting } from '../redis';
 import { createFairAdmission } from '../fair/admission';
 import { createJobWriter } from './persist';
@@ -27,6 +19,8 @@ import { createStorage } from '../storage';
 import { createUrlFetcher } from './fetch-url';
 import type { LookupAll } from '../webhooks/url-policy';
 import { ABORT, createProcessor, type FaultPoint, type ProcessorDeps } from './processor';
+import type { JobData, JobResult } from '../job/data';
+import type { JobProgress } from '../job/progress';
 
 export type WorkerConfig = QueueConnectionConfig &
   Pick<

@@ -3,11 +3,12 @@ import { readFileSync } from 'node:fs';
 import { setTimeout as delay } from 'node:timers/promises';
 import IORedis from 'ioredis';
 import { loadConfig } from '../../src/config';
-import { createImageQueue, IMAGE_JOB_NAME, newJobData, type ImageJob } from '../../src/queue';
+import { createImageQueue, IMAGE_JOB_NAME, type ImageJob } from '../../src/queue';
 import { createSimulator, type Simulator } from '../../src/simulator/server';
 import { startRedis } from '../helpers/redis-server';
 import { spawnWorker, type WorkerProcess } from '../helpers/worker-process';
 import { uncachedSleepWorkflow } from './workflows';
+import { newJobData } from '../../src/job/data';
 
 /**
  * Many jobs in flight at once on ONE worker process: `jobs` long jobs across `instances`

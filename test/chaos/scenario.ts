@@ -2,13 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { setTimeout as delay } from 'node:timers/promises';
 import IORedis from 'ioredis';
 import { loadConfig } from '../../src/config';
-import {
-  createImageQueue,
-  IMAGE_JOB_NAME,
-  newJobData,
-  type ImageJob,
-  type ImageQueue,
-} from '../../src/queue';
+import { createImageQueue, IMAGE_JOB_NAME, type ImageJob, type ImageQueue } from '../../src/queue';
 import { createSimulator, type Simulator } from '../../src/simulator/server';
 import { startRedis, type RedisServer } from '../helpers/redis-server';
 import { FAST_ENV } from '../helpers/system';
@@ -16,6 +10,7 @@ import { spawnWorker, type WorkerProcess } from '../helpers/worker-process';
 import { startHogs, startPauser, type Pauser } from './starve';
 import { createTrace } from './trace';
 import { uncachedSleepWorkflow } from './workflows';
+import { newJobData } from '../../src/job/data';
 
 /**
  * The chaos scenario shared by `test/chaos.test.ts` (bounded) and `npm run chaos` (longer):

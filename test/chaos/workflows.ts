@@ -1,4 +1,4 @@
-import type { Workflow } from '../../src/queue';
+import type { Workflow } from '../../src/job/data';
 
 /**
  * EmptyImage → TestSleep{seconds} → SaveImage, never served from ComfyUI's output cache:

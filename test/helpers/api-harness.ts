@@ -14,9 +14,9 @@ import { createApiServer } from '../../src/api/server';
 import { appDepsOf, createApiServices, type ApiServices } from '../../src/api/services';
 import { loadConfig, type Config } from '../../src/config';
 import { createLogger, type Logger } from '../../src/logger';
-import type { JobData, JobResult } from '../../src/queue';
 import { redisOptions } from '../../src/redis';
 import { startRedis, type RedisServer } from './redis-server';
+import type { JobData, JobResult } from '../../src/job/data';
 
 /**
  * An API wired exactly as src/bin/api.ts wires it, against the test's own redis-server

@@ -6,18 +6,13 @@ import { QueueEvents } from 'bullmq';
 import { logAnalyticsSink } from '../../src/analytics';
 import { loadConfig, type Config } from '../../src/config';
 import { createLogger } from '../../src/logger';
-import {
-  createImageQueue,
-  IMAGE_JOB_NAME,
-  newJobData,
-  type ImageQueue,
-  type Workflow,
-} from '../../src/queue';
+import { createImageQueue, IMAGE_JOB_NAME, type ImageQueue } from '../../src/queue';
 import { redisOptions } from '../../src/redis';
 import { startImageWorker, type ImageWorker, type WorkerDeps } from '../../src/worker/worker';
 import { createSimulator, type Simulator, type SimulatorOptions } from '../../src/simulator/server';
 import { SIM_VERSIONS, type SimVersion } from '../../src/simulator/api';
 import { startRedis, type RedisServer } from './redis-server';
+import { newJobData, type Workflow } from '../../src/job/data';
 
 /**
  * The ComfyUI the simulators of a test play: SIM_VERSION (`0.3.64`, the default, or `current`);

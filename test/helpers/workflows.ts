@@ -1,4 +1,4 @@
-import type { Workflow } from '../../src/queue';
+import type { Workflow } from '../../src/job/data';
 
 /** EmptyImage → ImageInvert → SaveImage: finishes at once in the simulator. */
 export function tinyWorkflow(

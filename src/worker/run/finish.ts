@@ -1,12 +1,12 @@
 import type { Outcome } from '../../comfy/protocol';
 import { onCompleted, onFailed, type JobError, type JobOutput } from '../../job/state';
 import { MediaError } from '../../errors';
-import type { JobResult } from '../../queue';
 import { contentTypeOf } from '../../storage/content-type';
 import { keys } from '../../storage/media';
 import type { Storage } from '../../storage/types';
 import type { JobRun } from './job-run';
 import { JobFailure } from './types';
+import type { JobResult } from '../../job/data';
 
 /**
  * Step 5, finish: ComfyUI's outcome becomes the job's (outputs copied, then the outcome

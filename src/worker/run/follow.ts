@@ -2,13 +2,13 @@ import type { Lookup } from '../../comfy/client';
 import { classifyHistory } from '../../comfy/protocol';
 import type { WakeReason } from '../../comfy/socket';
 import { onPromptChosen, onRunning, onSubmitted } from '../../job/state';
-import type { JobResult } from '../../queue';
 import { fenceBounds } from '../fence';
 import { handleAbort } from './abort';
 import { movePending } from './move';
 import { fail, finish } from './finish';
 import type { JobRun } from './job-run';
 import { submit } from './submit';
+import type { JobResult } from '../../job/data';
 
 /**
  * Step 4, follow: until ComfyUI reports an outcome. Right after this process submitted

@@ -1,10 +1,10 @@
 import type { Readable } from 'node:stream';
 import { ComfyHttpError, MediaError } from '../../errors';
-import type { JobInput, Workflow } from '../../queue';
 import { contentTypeOf, extensionFor, extensionOf } from '../../storage/content-type';
 import { keys } from '../../storage/media';
 import { meter } from '../../storage/meter';
 import type { JobRun } from './job-run';
+import type { JobInput, Workflow } from '../../job/data';
 
 /**
  * Step 2, inputs (DESIGN "Media in"): before each POST of the prompt (a resubmission and

@@ -1,54 +1,6 @@
-import { z } from 'zod';
-import { JOB_DATA_VERSION, type ImageJob, type JobData } from '../../queue';
+import type { ImageJob } from '../../queue';
+import { JOB_DATA_VERSION, JobDataSchema, type JobData } from '../../job/data';
 import { JobFailure } from './types';
-
-const JobDataSchema = z.object({
-  v: z.literal(JOB_DATA_VERSION),
-  workflow: z
-    .record(
-      z.string(),
-      z.object({ class_type: z.string(), inputs: z.record(z.string(), z.unknown()) }).loose(),
-    )
-    .nullable(),
-  nodes: z.int().min(0).optional(),
-  request: z.object({ jobType: z.string(), userId: z.string().optional() }).loose(),
-  inputs: z
-    .array(
-      z.union([
-        z
-          .object({
-            name: z.string(),
-            upload: z.string(),
-            size: z.number(),
-            sha256: z.string(),
-            contentType: z.string(),
-          })
-          .loose(),
-        z.object({ name: z.string(), url: z.string() }).loose(),
-      ]),
-    )
-    .optional(),
-  state: z
-    .object({
-      status: z.enum([
-        'queued',
-        'submitting',
-        'submitted',
-        'running',
-        'completed',
-        'failed',
-        'cancelled',
-      ]),
-      promptId: z.string().min(1).optional(),
-      comfyuiUrl: z.url({ protocol: /^https?$/, error: 'must be an http(s) URL' }).optional(),
-      createdAt: z.number(),
-      attempts: z.number(),
-      recoveries: z.number(),
-      resubmissions: z.number(),
-      stallsSeen: z.number(),
-    })
-    .loose(),
-});
 
 /**
  * The job's data when it can be trusted, or a clear failure that never crash-loops the

@@ -3,9 +3,11 @@ import type { Lease } from '../../comfy/pool';
 import type { ComfySocket } from '../../comfy/socket';
 import { failedReasonOf, hasLivePrompt, isTerminal, onSaved, type JobState } from '../../job/state';
 import type { Logger } from '../../logger';
-import type { ImageJob, JobData, JobProgress, JobResult, Workflow } from '../../queue';
+import type { ImageJob } from '../../queue';
 import { createFence, type Fence } from '../fence';
 import { ABORT, type FaultPoint, type ProcessorDeps } from './types';
+import type { JobData, JobResult, Workflow } from '../../job/data';
+import type { JobProgress } from '../../job/progress';
 
 /**
  * One pickup of one job: what the steps (pickup, inputs, submit, follow, finish) share.

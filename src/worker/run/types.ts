@@ -3,11 +3,11 @@ import type { AnalyticsSink } from '../../analytics';
 import type { ComfyPool } from '../../comfy/pool';
 import { failedReasonOf, type JobError } from '../../job/state';
 import type { Logger } from '../../logger';
-import type { JobData } from '../../queue';
 import type { ProveLock } from '../fence';
 import type { Storage } from '../../storage';
 import type { UrlFetcher } from '../fetch-url';
 import type { JobWriter } from '../persist';
+import type { JobData } from '../../job/data';
 
 /** Why a job's signal was aborted (the reason passed to worker.cancelJob/cancelAllJobs). */
 export const ABORT = { shutdown: 'shutdown', cancel: 'cancel', lockLost: 'lock-lost' } as const;
