@@ -10,7 +10,7 @@
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { SingleBar } from 'cli-progress';
-import { ApiError, createApiClient, type ApiClient } from '../run/api-client';
+import { ApiError, createApiClient, type ApiClient } from '../cli/api-client';
 import type { JobView } from '../job/view';
 
 const USAGE = `usage:
