@@ -36,6 +36,9 @@ test('each script: its name and key count from its file name', () => {
     ['persist-5', 'persist', 5],
     ['progress-5', 'progress', 5],
     ['proveLock-1', 'proveLock', 1],
+    ['slotAcquire', 'slotAcquire', undefined],
+    ['slotHold', 'slotHold', undefined],
+    ['slotRelease-2', 'slotRelease', 2],
     ['snapshot-10', 'snapshot', 10],
   ]);
   expect(() => redisScript('persist')).toThrow(/no Redis script persist\.lua .*persist-5/);

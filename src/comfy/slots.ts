@@ -1,6 +1,7 @@
 import { EventEmitter } from 'node:events';
 import type { Cluster, Redis as IORedis } from 'ioredis';
 import type { Logger } from '../logger';
+import { defineScripts, redisScript, type ScriptCall } from '../scripts';
 
 /**
  * Job slots on ComfyUI instances, shared by every worker (DESIGN "Placement across ComfyUI
@@ -12,50 +13,11 @@ import type { Logger } from '../logger';
  * the whole system), so sequential jobs on idle instances spread over all of them.
  */
 
-/**
- * KEYS: the candidates' sets (configured order), the round-robin counter; ARGV: now, expiry,
- * slots per instance, job id, then per candidate the prompts ComfyUI itself reports (its
- * queue length, 0 when unknown). An instance's load is the larger of its leases and that
- * (prompts from outside, or a dead worker's prompt still running after its lease expired).
- * Returns the chosen key's index (1-based) or 0.
- */
-const ACQUIRE_LUA = `
-local n = #KEYS - 1
-for i = 1, n do
-  redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', ARGV[1])
-  redis.call('ZREM', KEYS[i], ARGV[4])
-end
-local start = redis.call('INCR', KEYS[n + 1]) % n
-local best, bestLoad = 0, 0
-for k = 0, n - 1 do
-  local i = (start + k) % n + 1
-  local load = math.max(redis.call('ZCARD', KEYS[i]), tonumber(ARGV[4 + i]))
-  if load < tonumber(ARGV[3]) and (best == 0 or load < bestLoad) then
-    best, bestLoad = i, load
-  end
-end
-if best > 0 then redis.call('ZADD', KEYS[best], ARGV[2], ARGV[4]) end
-return best
-`;
-
-/** KEYS: the set to hold a slot in, then the job's other sets; ARGV: expiry, job id. */
-const HOLD_LUA = `
-for i = 2, #KEYS do redis.call('ZREM', KEYS[i], ARGV[2]) end
-redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])
-return 1
-`;
-
-/** KEYS: the set, the "a slot was freed" channel; ARGV: job id. */
-const RELEASE_LUA = `
-local removed = redis.call('ZREM', KEYS[1], ARGV[1])
-if removed == 1 then redis.call('PUBLISH', KEYS[2], KEYS[1]) end
-return removed
-`;
-
-type Client = (IORedis | Cluster) & {
-  comfyqSlotAcquire?: (...args: (string | number)[]) => Promise<number>;
-  comfyqSlotHold?: (...args: (string | number)[]) => Promise<number>;
-  comfyqSlotRelease?: (...args: (string | number)[]) => Promise<number>;
+/** The scripts, in src/scripts/: slotAcquire.lua, slotHold.lua, slotRelease-2.lua. */
+const SCRIPTS = {
+  acquire: redisScript('slotAcquire'),
+  hold: redisScript('slotHold'),
+  release: redisScript('slotRelease-2'),
 };
 
 export interface SlotSettings {
@@ -77,17 +39,16 @@ export class SlotLeases {
   private readonly held = new Map<string, { url: string; jobId: string }>();
   private readonly freed = new EventEmitter();
   private readonly timer: NodeJS.Timeout;
-  private readonly client: Client;
+  private readonly client: IORedis | Cluster;
+  private readonly scripts: Record<keyof typeof SCRIPTS, ScriptCall>;
 
   constructor(
     redis: IORedis | Cluster,
     private readonly s: SlotSettings,
     private readonly log: Logger,
   ) {
-    this.client = redis as Client;
-    this.client.defineCommand('comfyqSlotAcquire', { lua: ACQUIRE_LUA });
-    this.client.defineCommand('comfyqSlotHold', { lua: HOLD_LUA });
-    this.client.defineCommand('comfyqSlotRelease', { numberOfKeys: 2, lua: RELEASE_LUA });
+    this.client = redis;
+    this.scripts = defineScripts(redis, SCRIPTS);
     this.freed.setMaxListeners(0);
     this.timer = setInterval(() => void this.renew(), Math.max(100, Math.floor(s.leaseMs / 3)));
     this.timer.unref();
@@ -113,7 +74,7 @@ export class SlotLeases {
     if (urls.length === 0) return undefined;
     const now = Date.now();
     const keys = [...urls.map((u) => this.key(u)), `${this.key('')}rr`];
-    const i = await this.client.comfyqSlotAcquire!(
+    const i = (await this.scripts.acquire(
       keys.length,
       ...keys,
       now,
@@ -121,7 +82,7 @@ export class SlotLeases {
       Math.min(maxLoad, this.s.slotsPerInstance),
       jobId,
       ...urls.map((_, i) => reported[i] ?? 0),
-    );
+    )) as number;
     if (i === 0) return undefined;
     const url = urls[i - 1];
     this.held.set(`${url}\n${jobId}`, { url, jobId });
@@ -132,13 +93,13 @@ export class SlotLeases {
   async hold(jobId: string, url: string, others: string[]): Promise<void> {
     const keys = [url, ...others.filter((u) => u !== url)].map((u) => this.key(u));
     this.held.set(`${url}\n${jobId}`, { url, jobId });
-    await this.client.comfyqSlotHold!(keys.length, ...keys, Date.now() + this.s.leaseMs, jobId);
+    await this.scripts.hold(keys.length, ...keys, Date.now() + this.s.leaseMs, jobId);
   }
 
   /** Frees the slot at once (the job's prompt is finished or gone) and wakes waiting jobs. */
   async release(jobId: string, url: string): Promise<void> {
     this.held.delete(`${url}\n${jobId}`);
-    await this.client.comfyqSlotRelease!(this.key(url), slotsFreedChannel(this.s), jobId);
+    await this.scripts.release(this.key(url), slotsFreedChannel(this.s), jobId);
   }
 
   /**
