@@ -41,10 +41,14 @@ async function finished(id: string) {
   return job(id);
 }
 
-/** the job's progress percent as stored, sampled until the job ends (repeats dropped) */
-function recordProgress(id: string): number[] {
+/**
+ * The job's progress percent as stored, sampled until the job ends (repeats dropped);
+ * `ended` resolves after the last sample (awaited before the test ends: a sample still
+ * sleeping when the file's afterAll closes Redis would read a closed connection).
+ */
+function recordProgress(id: string): { seen: number[]; ended: Promise<void> } {
   const seen: number[] = [];
-  void (async () => {
+  const ended = (async () => {
     for (;;) {
       const j = await job(id);
       const p = (j.progress as Partial<JobProgress> | undefined)?.percent;
@@ -53,7 +57,7 @@ function recordProgress(id: string): number[] {
       await new Promise((r) => setTimeout(r, 25));
     }
   })();
-  return seen;
+  return { seen, ended };
 }
 
 /** when ComfyUI says the prompt ended (its history's terminal message) */
@@ -100,13 +104,13 @@ test.each(['SIGTERM', 'SIGKILL'] as const)(
     // seconds differ per test, else the cache would end the second prompt at once
     const seconds = signal === 'SIGTERM' ? 10 : 10.1;
     const id = await sys.enqueue(sleepWorkflow(seconds, `handoff-${signal}`));
-    const seen = recordProgress(id);
+    const progress = recordProgress(id);
     await waitFor('the holder to take the job', async () =>
       (await job(id)).processedBy === `holder-${signal}` ? true : undefined,
     );
     const next = await sys.startWorker({ ...env, WORKER_NAME: `next-${signal}` });
     try {
-      await handOff(id, seen, holder, signal);
+      await handOff(id, progress, holder, signal);
     } finally {
       await next.close();
     }
@@ -116,7 +120,7 @@ test.each(['SIGTERM', 'SIGKILL'] as const)(
 
 async function handOff(
   id: string,
-  seen: number[],
+  { seen, ended }: ReturnType<typeof recordProgress>,
   holder: WorkerProcess,
   signal: 'SIGTERM' | 'SIGKILL',
 ) {
@@ -129,6 +133,7 @@ async function handOff(
   // events lag, so this is read from the job, and later percents are the new worker's
   const atHandoff = ((await job(id)).progress as JobProgress).percent;
   const done = await finished(id);
+  await ended;
   expect(done.data.state).toMatchObject({ status: 'completed', recoveries: 1, resubmissions: 0 });
   expect(done.processedBy).toBe(`next-${signal}`);
   expect(seen).toEqual([...seen].sort((x, y) => x - y)); // never backwards

@@ -63,8 +63,9 @@ export interface Simulator {
    * Like a ComfyUI process restart: drops the queue, the running prompt (no history), history,
    * temp files, WebSocket sessions and the node cache, resets `number` to 0; keeps the port,
    * the output directory and the executions counter. Connections are refused meanwhile.
+   * Resolves with the ids of the prompts it dropped (running and pending).
    */
-  restart(): Promise<void>;
+  restart(): Promise<string[]>;
   /**
    * A fault for the POST /prompt requests read from now on (undefined: none): the prompt is
    * queued `queueAfterMs` after its request was read (a ComfyUI whose event loop is stalled)
@@ -175,10 +176,13 @@ export async function createSimulator(opts: SimulatorOptions = {}): Promise<Simu
     async restart() {
       const wasListening = http.listening();
       await http.stop();
+      const [running, pending] = instance.queue.current();
+      const dropped = [...running, ...pending].map((item) => item[1]);
       instance.dispose();
       folders.resetTemp();
       instance = newInstance();
       if (wasListening && !closed) await http.listen();
+      return dropped;
     },
     slowPrompts(fault) {
       slow = fault;
