@@ -130,6 +130,13 @@ export class PromptQueue {
     return [...this.running.values()].some((item) => item[1] === promptId);
   }
 
+  /** Every prompt id pending, running or in history. */
+  knownIds(): string[] {
+    return [...this.running.values(), ...this.heap]
+      .map((i) => i[1])
+      .concat([...this.history.keys()]);
+  }
+
   /** Whether the id is pending, running or in history (the newest server's 409 check). */
   knows(promptId: string): boolean {
     return (

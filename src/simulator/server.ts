@@ -63,7 +63,7 @@ export interface Simulator {
    * Like a ComfyUI process restart: drops the queue, the running prompt (no history), history,
    * temp files, WebSocket sessions and the node cache, resets `number` to 0; keeps the port,
    * the output directory and the executions counter. Connections are refused meanwhile.
-   * Resolves with the ids of the prompts it dropped (running and pending).
+   * Resolves with the ids of the prompts it dropped (running, pending and in history).
    */
   restart(): Promise<string[]>;
   /**
@@ -176,8 +176,7 @@ export async function createSimulator(opts: SimulatorOptions = {}): Promise<Simu
     async restart() {
       const wasListening = http.listening();
       await http.stop();
-      const [running, pending] = instance.queue.current();
-      const dropped = [...running, ...pending].map((item) => item[1]);
+      const dropped = instance.queue.knownIds();
       instance.dispose();
       folders.resetTemp();
       instance = newInstance();

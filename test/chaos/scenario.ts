@@ -136,7 +136,7 @@ export interface ChaosReport {
   hogs: number;
   workerStarts: number;
   redisRestarts: { atMs: number; downMs: number; delayedFsync: string; pendingFsync: string }[];
-  /** each ComfyUI restart, with the ids of the prompts it dropped (running and pending) */
+  /** each ComfyUI restart, with the ids of the prompts it dropped (queue and history) */
   simRestarts: { atMs: number; url: string; promptsLost: number; lost: string[] }[];
   orphanPrompts: { promptId: string; executions: number }[];
   /** the workers' warn/error lines (and any non-JSON output) by message, over every process */
