@@ -6,7 +6,7 @@ import { tinyWorkflow } from './helpers/workflows';
 import type { JobData, JobResult } from '../src/job/data';
 
 /**
- * The enqueue's tag (ENQUEUE_FAIR in src/fair/scripts.ts) as BullMQ's `prioritized` zset
+ * The enqueue's tag (src/scripts/includes/enqueueFair.lua) as BullMQ's `prioritized` zset
  * holds it: round-robin between users, counted per priority band, jobs taken by a worker
  * no longer counted, each user's waiting zset bounded while the user keeps a backlog.
  */

@@ -112,14 +112,14 @@ afterAll(async () => {
 });
 
 /*
- * Fixed (regression test). Was: (src/worker/persist.ts PERSIST_LUA + src/worker/processor.ts `save`): a JobState
+ * Fixed (regression test). Was: (src/worker/persist.ts' persist script, now src/scripts/persist-5.lua, + the processor's `save`): a JobState
  * write does not check that the writer still holds the job (BullMQ's lock), so a stale
  * copy of the job, whose write waited in its connection (partition, or ioredis' offline
  * queue during a Redis restart), overwrites the state saved by the worker that owns and
  * finished the job: BullMQ says completed, the JobState says running. The same write can
  * roll back a prompt id or a resubmission count. Fix: pass BullMQ's `token` (the
  * processor's 2nd argument) to persist, add KEYS[3] = `<job key>:lock` and
- * `if redis.call("GET", KEYS[3]) ~= ARGV[token] then return -2 end` first in PERSIST_LUA;
+ * `if redis.call("GET", KEYS[3]) ~= ARGV[token] then return -2 end` first in that script;
  * on -2 the processor stops following (like ABORT.lockLost) without writing anything.
  * Progress has the same hole (BullMQ's `job.updateProgress` checks no lock either, so a
  * late write can also reset a finished job's progress): send it through the same

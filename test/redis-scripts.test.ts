@@ -31,6 +31,12 @@ test('each script: its name and key count from its file name', () => {
   const scripts = [...allRedisScripts()].map(([file, s]) => [file, s.name, s.numberOfKeys]);
   expect(scripts.sort()).toEqual([
     ['cancelMark-1', 'cancelMark', 1],
+    ['enqueue', 'enqueue', undefined],
+    ['fairAdmit-8', 'fairAdmit', 8],
+    ['fairRelease-8', 'fairRelease', 8],
+    ['fairReserve-6', 'fairReserve', 6],
+    ['fairUnparkCancelled-3', 'fairUnparkCancelled', 3],
+    ['fairUsage-0', 'fairUsage', 0],
     ['listPage-4', 'listPage', 4],
     ['listSweep-1', 'listSweep', 1],
     ['persist-5', 'persist', 5],
@@ -53,6 +59,10 @@ test('includes are expanded, each function defined once; Redis compiles every sc
   }
   expect(redisScript('persist-5').lua).toContain('local function checkLock(');
   expect(redisScript('listSweep-1').lua).toContain('local function gone(');
+  // an include's own include: enqueue.lua → enqueueFair → band
+  expect(redisScript('enqueue').lua).toMatch(
+    /local BAND = 4294967296[^]*local function enqueueFair\(/,
+  );
 });
 
 /** A job hash as BullMQ and the API leave it, locked by `token`. */

@@ -12,8 +12,8 @@ import {
 } from '../queue';
 import { TimeoutError, withTimeout } from '../lifecycle';
 import { notApplied } from '../redis-errors';
+import { redisScript } from '../scripts';
 import {
-  ENQUEUE_FAIR,
   bullPriority,
   enqueueFairArgs,
   reserveQueued,
@@ -40,42 +40,8 @@ import { newJobData, type JobInput, type JobRequest } from '../job/data';
 export const FINGERPRINT_FIELD = 'bodyHash';
 export const TOKEN_FIELD = 'requestToken';
 
-/**
- * Runs after BullMQ's add in the same MULTI (one EVALSHA). The first request to create the
- * job owns it (HSETNX of its token) and writes the workflow and the body fingerprint,
- * enters the job in the list's index (job-index.ts) and, with fairness or a queued limit,
- * in its user's waiting zset, tagged (ENQUEUE_FAIR, src/fair); a duplicate add (same id)
- * leaves everything alone. A reservation of the queued limit is dropped either way.
- * Returns { fingerprint, token } as stored, or nil when the add wrote no job.
- * KEYS: job hash, the index sets (ARGV[5] of them), then with users tracked: prioritized,
- * F.."vt", F.."w:"..user, F.."users", F.."r:"..user.
- * ARGV: workflow JSON, fingerprint, token, index member, number of index sets, mode ("":
- * none, "queued": the waiting zset only, "fair": tagged too), band (BullMQ priority),
- * user, job id, "1" when a reservation was made.
- */
-const ENQUEUE_LUA = `${ENQUEUE_FAIR}
-local job = KEYS[1]
-local f = 2 + tonumber(ARGV[5])
-if ARGV[10] == "1" then redis.call("ZREM", KEYS[f + 4], ARGV[9]) end
-if redis.call("HEXISTS", job, "data") == 0 then return nil end
-if redis.call("HSETNX", job, "${TOKEN_FIELD}", ARGV[3]) == 0 then
-  return redis.call("HMGET", job, "${FINGERPRINT_FIELD}", "${TOKEN_FIELD}")
-end
-for i = 2, f - 1 do redis.call("ZADD", KEYS[i], 0, ARGV[4]) end
-if ARGV[6] == "" then
-  redis.call("HSET", job, "${WORKFLOW_FIELD}", ARGV[1], "${FINGERPRINT_FIELD}", ARGV[2])
-else
-  local fair = ARGV[6] == "fair"
-  local tag = enqueueFair(KEYS[f], KEYS[f + 1], KEYS[f + 2], KEYS[f + 3], ARGV[7], ARGV[8], ARGV[9], fair)
-  if fair then
-    redis.call("HSET", job, "${WORKFLOW_FIELD}", ARGV[1], "${FINGERPRINT_FIELD}", ARGV[2],
-      "fairUser", ARGV[8], "fairTag", tag)
-  else
-    redis.call("HSET", job, "${WORKFLOW_FIELD}", ARGV[1], "${FINGERPRINT_FIELD}", ARGV[2],
-      "fairUser", ARGV[8])
-  end
-end
-return { ARGV[2], ARGV[3] }`;
+/** Runs after BullMQ's add in the same MULTI: src/scripts/enqueue.lua says what it does. */
+const ENQUEUE = redisScript('enqueue');
 
 type EnqueueScript = (...args: (string | number)[]) => Promise<unknown>;
 
@@ -84,7 +50,7 @@ function enqueueCommand<C extends { defineCommand: IORedis['defineCommand'] }>(
   client: C,
 ): C & { comfyqEnqueue: EnqueueScript } {
   const c = client as C & { comfyqEnqueue?: EnqueueScript };
-  if (!c.comfyqEnqueue) c.defineCommand('comfyqEnqueue', { lua: ENQUEUE_LUA });
+  if (!c.comfyqEnqueue) c.defineCommand('comfyqEnqueue', { lua: ENQUEUE.lua });
   return c as C & { comfyqEnqueue: EnqueueScript };
 }
 
@@ -222,6 +188,9 @@ export function createEnqueue(deps: EnqueueDeps) {
       ...(users?.args ?? ['', '']),
       id,
       reserved ? '1' : '0',
+      WORKFLOW_FIELD,
+      FINGERPRINT_FIELD,
+      TOKEN_FIELD,
     );
     try {
       return storedBy(await withTimeout('an enqueue', budgetMs, multi.exec()), token);

@@ -8,7 +8,7 @@ import { createFairWorker, type FairSettings, type FairWorker } from '.';
 import type { JobResult } from '../job/data';
 
 /**
- * USER_MAX_ACTIVE in a worker: every job it takes is admitted first (ADMIT_LUA). A job
+ * USER_MAX_ACTIVE in a worker: every job it takes is admitted first (fairAdmit-8.lua). A job
  * whose user is at the limit is parked in its user's own zset, keeping its place, and the
  * processor never runs (no attempt is used, BullMQ is told with WaitingError that the job
  * moved); other users' jobs overtake it meanwhile. A job that ends (completed or failed

@@ -1,9 +1,7 @@
 import { PRIORITY_LIMIT } from 'bullmq';
 import type IORedis from 'ioredis';
 import type { Cluster } from 'ioredis';
-import { ADMIT_LUA, RELEASE_LUA, RESERVE_LUA, UNPARK_CANCELLED_LUA, USAGE_LUA } from './scripts';
-
-export { ENQUEUE_FAIR } from './scripts';
+import { defineScripts, redisScript, type ScriptCall } from '../scripts';
 
 /**
  * Fair sharing between users (DESIGN "Fair sharing between users"): round-robin order
@@ -28,9 +26,6 @@ export interface FairSettings {
 export const ANONYMOUS = '';
 export const userOf = (userId: string | undefined): string => userId ?? ANONYMOUS;
 export const userLabel = (user: string): string => (user === ANONYMOUS ? '(anonymous)' : user);
-
-/** Hash fields the fair scripts keep on BullMQ's job hash. */
-export const FAIR_USER_FIELD = 'fairUser';
 
 export function fairKeys(s: Pick<FairSettings, 'queuePrefix' | 'queueName'>) {
   const P = `${s.queuePrefix}:${s.queueName}:`;
@@ -76,28 +71,26 @@ export function bullPriority(
 }
 
 type Client = IORedis | Cluster;
-type Cmd = (...args: (string | number)[]) => Promise<unknown>;
-interface FairCommands {
-  comfyqFairReserve: Cmd;
-  comfyqFairAdmit: Cmd;
-  comfyqFairRelease: Cmd;
-  comfyqFairUsage: Cmd;
-}
 
-/** Defines the fair scripts on a connection once (EVALSHA, loaded on first use). */
-export function fairCommands(client: Client): Client & FairCommands {
-  const c = client as Client & Partial<FairCommands>;
-  if (!c.comfyqFairReserve) {
-    c.defineCommand('comfyqFairReserve', { numberOfKeys: 6, lua: RESERVE_LUA });
-    c.defineCommand('comfyqFairAdmit', { numberOfKeys: 8, lua: ADMIT_LUA });
-    c.defineCommand('comfyqFairRelease', { numberOfKeys: 8, lua: RELEASE_LUA });
-    c.defineCommand('comfyqFairUsage', { numberOfKeys: 0, lua: USAGE_LUA });
-  }
-  return c as Client & FairCommands;
+/** The fair scripts, in src/scripts/: fairReserve-6.lua, fairAdmit-8.lua, … (their files say what they do). */
+const SCRIPTS = {
+  reserve: redisScript('fairReserve-6'),
+  admit: redisScript('fairAdmit-8'),
+  release: redisScript('fairRelease-8'),
+  usage: redisScript('fairUsage-0'),
+  unparkCancelled: redisScript('fairUnparkCancelled-3'),
+};
+const defined = new WeakMap<Client, Record<keyof typeof SCRIPTS, ScriptCall>>();
+
+/** The fair scripts on a connection, defined once (EVALSHA, the source sent on first use). */
+function fairScripts(client: Client): Record<keyof typeof SCRIPTS, ScriptCall> {
+  let scripts = defined.get(client);
+  if (!scripts) defined.set(client, (scripts = defineScripts(client, SCRIPTS)));
+  return scripts;
 }
 
 /**
- * The keys and arguments of ENQUEUE_FAIR for a job (see the enqueue's script): prioritized,
+ * The keys and arguments of the enqueue's fair part (src/scripts/includes/enqueueFair.lua): prioritized,
  * vt, the user's waiting zset, users, the user's reservations; band, user.
  */
 export function enqueueFairArgs(
@@ -126,7 +119,7 @@ export async function reserveQueued(
 ): Promise<boolean> {
   const k = fairKeys(s);
   const u = userOf(userId);
-  const r = await fairCommands(client).comfyqFairReserve(
+  const r = await fairScripts(client).reserve(
     k.waiting(u),
     k.parked(u),
     k.maxQueued,
@@ -151,14 +144,14 @@ export async function unreserveQueued(
   await client.zrem(fairKeys(s).reserved(userOf(userId)), id);
 }
 
-/** A cancelled job that is parked goes to the front of the queue (UNPARK_CANCELLED_LUA). */
+/** A cancelled job that is parked goes to the front of the queue (fairUnparkCancelled-3.lua). */
 export async function unparkCancelled(
   client: Client,
   s: Pick<FairSettings, 'queuePrefix' | 'queueName'>,
   id: string,
 ): Promise<boolean> {
   const k = fairKeys(s);
-  const r = await client.eval(UNPARK_CANCELLED_LUA, 3, `${k.P}${id}`, k.wait, k.marker, k.F, id);
+  const r = await fairScripts(client).unparkCancelled(`${k.P}${id}`, k.wait, k.marker, k.F, id);
   return r === 1;
 }
 
@@ -167,10 +160,10 @@ export type Admission = 'run' | 'parked' | 'lost';
 /** A worker's side: admission at pickup, release at the end, the periodic sweep. */
 export function createFairWorker(client: Client, s: FairSettings) {
   const k = fairKeys(s);
-  const c = fairCommands(client);
+  const c = fairScripts(client);
   const release = async (user: string): Promise<number> =>
     Number(
-      await c.comfyqFairRelease(
+      await c.release(
         k.active(user),
         k.parked(user),
         k.waiting(user),
@@ -188,7 +181,7 @@ export function createFairWorker(client: Client, s: FairSettings) {
     /** Whether a job just taken may run now, was parked, or is not this worker's. */
     async admit(id: string, userId: string | undefined, token: string): Promise<Admission> {
       const u = userOf(userId);
-      const r = await c.comfyqFairAdmit(
+      const r = await c.admit(
         `${k.P}${id}`,
         k.active_,
         k.stalled,
@@ -263,9 +256,9 @@ export async function topUsers(
     if (!x) by.set(user, (x = { user, waiting: 0, active: 0, parked: 0 }));
     return x;
   };
-  const c = fairCommands(client);
+  const c = fairScripts(client);
   for (let i = 0; i === 0 || i < users.length; i += 200) {
-    const [running, queued] = (await c.comfyqFairUsage(k.F, k.P, ...users.slice(i, i + 200))) as [
+    const [running, queued] = (await c.usage(k.F, k.P, ...users.slice(i, i + 200))) as [
       (string | number)[],
       (string | number)[],
     ];
