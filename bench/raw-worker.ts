@@ -1,6 +1,6 @@
 /**
  * The baseline: a plain BullMQ worker with a no-op processor and the same options as our
- * image worker (src/worker/worker.ts) under the same configuration (src/config.ts), so the
+ * image worker (src/worker/worker.ts) under the same configuration (src/config/), so the
  * only difference measured is what our processor does. Prints `raw worker ready`.
  * Environment: the worker's (REDIS_URL, QUEUE_NAME, WORKER_CONCURRENCY, …).
  */

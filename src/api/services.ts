@@ -3,7 +3,15 @@ import { QueueEvents } from 'bullmq';
 import type IORedis from 'ioredis';
 import { ComfyClient } from '../comfy/client';
 import { errorText, Scope, withTimeout } from '../lifecycle';
-import type { Config, QueueConnectionConfig } from '../config';
+import type {
+  ApiAccessConfig,
+  ComfyConfig,
+  FairConfig,
+  FilesConfig,
+  JobPolicyConfig,
+  QueueConnectionConfig,
+  WebhookSendConfig,
+} from '../config/groups';
 import type { Logger } from '../logger';
 import {
   cancelChannel,
@@ -31,30 +39,12 @@ import { createJobStore, type JobStore } from './store';
  */
 
 export type ApiConfig = QueueConnectionConfig &
-  Pick<
-    Config,
-    | 'retentionMs'
-    | 'cleanIntervalMs'
-    | 'jobAttempts'
-    | 'retryBackoffMs'
-    | 'comfyuiTimeoutMs'
-    | 'storage'
-    | 's3'
-    | 'rateLimitRequests'
-    | 'rateLimitWindowS'
-    | 'maxQueuedJobs'
-    | 'apiKeys'
-    | 'apiAdminNames'
-    | 'linkSecret'
-    | 'linkTtlS'
-    | 'webhookAllowPrivate'
-    | 'uploadMaxBytes'
-    | 'inputUrlAllowPrivate'
-    | 'publicUrl'
-    | 'outputUrlTtlS'
-    | 'userFairness'
-    | 'userMaxQueued'
-  >;
+  JobPolicyConfig &
+  ApiAccessConfig &
+  FilesConfig &
+  FairConfig &
+  Pick<ComfyConfig, 'comfyuiTimeoutMs'> &
+  Pick<WebhookSendConfig, 'webhookAllowPrivate'>;
 
 /** The app's dependencies that come from the services and the config (entry file and tests). */
 export function appDepsOf(services: ApiServices, config: ApiConfig, log: Logger): ApiDeps {

@@ -1,6 +1,12 @@
 import { hostname } from 'node:os';
 import { Worker } from 'bullmq';
-import type { Config, QueueConnectionConfig } from '../config';
+import type {
+  FilesConfig,
+  JobPolicyConfig,
+  QueueConnectionConfig,
+  WebhookSendConfig,
+  WorkerRunConfig,
+} from '../config/groups';
 import { errorText, Scope } from '../lifecycle';
 import type { Logger } from '../logger';
 import type { Metrics } from '../metrics';
@@ -30,16 +36,10 @@ export type { WebhookEvent } from './queue';
 const CLOSE_STEP_MS = 5_000;
 
 export type WebhookConfig = QueueConnectionConfig &
-  Pick<
-    Config,
-    | 'retentionMs'
-    | 'jobAttempts'
-    | 'retryBackoffMs'
-    | 'webhookSecret'
-    | 'webhookAllowPrivate'
-    | 'workerName'
-    | 'publicUrl'
-  >;
+  JobPolicyConfig &
+  WebhookSendConfig &
+  Pick<WorkerRunConfig, 'workerName'> &
+  Pick<FilesConfig, 'publicUrl'>;
 
 export interface WebhookWorkerDeps {
   log: Logger;

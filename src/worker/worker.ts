@@ -7,7 +7,15 @@ import { fanOutSink, type AnalyticsSink } from '../analytics';
 import { metricsSink, registerInstanceHealth, serveMetrics, type Metrics } from '../metrics';
 import { ComfyPool } from '../comfy/pool';
 import { SlotLeases, slotsFreedChannel } from '../comfy/slots';
-import type { Config, QueueConnectionConfig } from '../config';
+import type {
+  ComfyConfig,
+  FairConfig,
+  FilesConfig,
+  JobPolicyConfig,
+  ProcessConfig,
+  QueueConnectionConfig,
+  WorkerRunConfig,
+} from '../config/groups';
 import { errorText, Scope } from '../lifecycle';
 import type { Logger } from '../logger';
 import { CANCEL_FIELD, cancelChannel, jobKey, retentionKeep } from '../queue';
@@ -23,39 +31,12 @@ import type { JobData, JobResult } from '../job/data';
 import type { JobProgress } from '../job/progress';
 
 export type WorkerConfig = QueueConnectionConfig &
-  Pick<
-    Config,
-    | 'comfyuiUrls'
-    | 'workerConcurrency'
-    | 'pollIntervalMs'
-    | 'progressIntervalMs'
-    | 'progressStepPercent'
-    | 'comfyuiWebsocket'
-    | 'movePending'
-    | 'recoveryCutoffMs'
-    | 'retentionMs'
-    | 'jobTimeoutMs'
-    | 'submitGraceMs'
-    | 'comfyuiTimeoutMs'
-    | 'healthIntervalMs'
-    | 'lockDurationMs'
-    | 'stalledIntervalMs'
-    | 'maxStalledCount'
-    | 'drainDelayS'
-    | 'jobAttempts'
-    | 'retryBackoffMs'
-    | 'workerName'
-    | 'metricsPort'
-    | 'shutdownTimeoutMs'
-    | 'storage'
-    | 's3'
-    | 'uploadMaxBytes'
-    | 'inputUrlAllowPrivate'
-    | 'inputUrlTimeoutMs'
-    | 'userFairness'
-    | 'userMaxActive'
-    | 'userMaxQueued'
-  >;
+  JobPolicyConfig &
+  ComfyConfig &
+  WorkerRunConfig &
+  FilesConfig &
+  FairConfig &
+  Pick<ProcessConfig, 'metricsPort' | 'shutdownTimeoutMs'>;
 
 export interface WorkerDeps {
   log: Logger;

@@ -1,100 +1,13 @@
 import { z } from 'zod';
-import { ConfigError } from './errors';
-import { DEFAULT_STORAGE_URL, parseStorageUrl } from './storage';
-import { validateWebhookSecret } from './webhook-secret';
+import { ConfigError } from '../errors';
+import { DEFAULT_STORAGE_URL, parseStorageUrl } from '../storage';
+import { validateWebhookSecret } from '../webhook-secret';
+import { flag, list, nonNegativeInt, optionalString, positiveInt, urlList } from './fields';
 
 /**
  * Every setting the processes read, with its default and unit, in one place.
  * `loadConfig(env)` is called once by an entry file; nothing else reads process.env.
  */
-const positiveInt = (name: string, def: number) =>
-  z
-    .string()
-    .optional()
-    .transform((v, ctx) => {
-      if (v === undefined || v.trim() === '') return def;
-      const n = Number(v);
-      if (!Number.isInteger(n) || n <= 0) {
-        ctx.addIssue({ code: 'custom', message: `${name} must be a positive integer, got "${v}"` });
-        return z.NEVER;
-      }
-      return n;
-    });
-
-const nonNegativeInt = (name: string, def: number) =>
-  z
-    .string()
-    .optional()
-    .transform((v, ctx) => {
-      if (v === undefined || v.trim() === '') return def;
-      const n = Number(v);
-      if (!Number.isInteger(n) || n < 0) {
-        ctx.addIssue({
-          code: 'custom',
-          message: `${name} must be a non-negative integer, got "${v}"`,
-        });
-        return z.NEVER;
-      }
-      return n;
-    });
-
-/** 1/true or 0/false; unset or empty is the default; anything else is a clear error. */
-const flag = (name: string, def: boolean) =>
-  z
-    .string()
-    .optional()
-    .transform((v, ctx) => {
-      if (v === undefined || v.trim() === '') return def;
-      if (v === '1' || v === 'true') return true;
-      if (v === '0' || v === 'false') return false;
-      ctx.addIssue({ code: 'custom', message: `${name} must be 0 or 1, got "${v}"` });
-      return z.NEVER;
-    });
-
-const optionalString = z
-  .string()
-  .optional()
-  .transform((v) => (v === undefined || v.trim() === '' ? undefined : v.trim()));
-
-const list = (name: string) =>
-  z
-    .string()
-    .optional()
-    .transform((v) =>
-      (v ?? '')
-        .split(',')
-        .map((s) => s.trim())
-        .filter((s) => s.length > 0),
-    )
-    .describe(name);
-
-const urlList = (name: string, def: string) =>
-  z
-    .string()
-    .optional()
-    .transform((v, ctx) => {
-      const items = (v && v.trim() !== '' ? v : def)
-        .split(',')
-        .map((s) => s.trim().replace(/\/+$/, ''))
-        .filter((s) => s.length > 0);
-      for (const item of items) {
-        let ok = false;
-        try {
-          ok = ['http:', 'https:'].includes(new URL(item).protocol);
-        } catch {
-          ok = false;
-        }
-        if (!ok) {
-          ctx.addIssue({
-            code: 'custom',
-            message: `${name} must be one or more comma-separated http(s) URLs, got "${item}"`,
-          });
-          return z.NEVER;
-        }
-      }
-      return items;
-    });
-
 const schema = z.object({
   REDIS_URL: z
     .string()
@@ -209,12 +122,6 @@ const schema = z.object({
 });
 
 export type Config = ReturnType<typeof toConfig>;
-
-/** What every process needs to reach the queue: Redis and the queue's name and key prefix. */
-export type QueueConnectionConfig = Pick<
-  Config,
-  'redisUrl' | 'redisFamily' | 'redisCluster' | 'queueName' | 'queuePrefix'
->;
 
 function toConfig(e: z.infer<typeof schema>) {
   return {
