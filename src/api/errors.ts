@@ -1,6 +1,5 @@
 import type { ErrorRequestHandler, RequestHandler, Response } from 'express';
 import type { Logger } from '../logger';
-import { BodyParserBusyError } from './parse-pool';
 
 /**
  * The API's error shape and the one error handler. Every error leaves the API as
@@ -76,6 +75,14 @@ export class QueueUnavailableError extends Error {
 }
 
 /** USER_MAX_QUEUED: the user has as many waiting jobs as allowed; nothing was created. */
+/** The pool that checks large bodies is full (src/api/parse-pool.ts): a 503, nothing changed. */
+export class BodyParserBusyError extends Error {
+  constructor() {
+    super('too many large request bodies are being checked at once; retry shortly');
+    this.name = 'BodyParserBusyError';
+  }
+}
+
 export class UserQueueFullError extends Error {
   /** seconds a client should wait before it tries again */
   static readonly RETRY_AFTER_S = 10;

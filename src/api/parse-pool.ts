@@ -1,6 +1,7 @@
 import { availableParallelism } from 'node:os';
 import { extname, join } from 'node:path';
 import { Piscina } from 'piscina';
+import { BodyParserBusyError } from './errors';
 import { parseJobBody, type ParsedJob } from './parse-job';
 
 /**
@@ -12,13 +13,6 @@ import { parseJobBody, type ParsedJob } from './parse-job';
  */
 
 export const INLINE_PARSE_BYTES = 64 * 1024;
-
-export class BodyParserBusyError extends Error {
-  constructor() {
-    super('too many large request bodies are being checked at once; retry shortly');
-    this.name = 'BodyParserBusyError';
-  }
-}
 
 export interface BodyParser {
   parse(bytes: Uint8Array): Promise<ParsedJob>;

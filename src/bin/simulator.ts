@@ -4,6 +4,7 @@
  * SIM_VERSION (0.3.64|current, default 0.3.64), SIM_DUPLICATE_PROMPT_IDS (accept|reject,
  * default accept; reject models unmerged pull requests), SIM_FAILURE_RATE (0..1, default 0).
  */
+import { handleSignals } from '../lifecycle';
 import { createSimulator } from '../simulator/server';
 
 function fail(message: string): never {
@@ -36,18 +37,13 @@ async function main(): Promise<void> {
   });
   console.log(`ComfyUI simulator listening on ${sim.url}`);
 
-  let stopping = false;
-  const stop = (signal: NodeJS.Signals) => {
-    if (stopping) process.exit(1);
-    stopping = true;
-    console.log(`${signal} received, stopping the simulator`);
-    sim.close().then(
-      () => process.exit(0),
-      (err: unknown) => fail(`simulator did not stop cleanly: ${String(err)}`),
-    );
-  };
-  process.on('SIGINT', stop);
-  process.on('SIGTERM', stop);
+  handleSignals({
+    say: (message) => console.warn(message),
+    async stop(signal) {
+      console.log(`${signal} received, stopping the simulator`);
+      await sim.close();
+    },
+  });
 }
 
 main().catch((err: unknown) =>

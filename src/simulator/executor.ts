@@ -19,7 +19,8 @@ import {
   type JsonObject,
 } from './json';
 import { changeKey } from './load-image';
-import { NODE_FUNCTIONS, type NodeRun, type NodeTiming } from './nodes';
+import type { NodeRun, NodeTiming } from './node-util';
+import { NODE_FUNCTIONS } from './nodes';
 import { ProgressRegistry } from './progress';
 import { PyError, pyContains, pyGetItem } from './py';
 import { formatValue, nodeTraceback } from './traceback';

@@ -7,7 +7,7 @@ import type { Catalog } from './catalog';
 import { PromptExecutor, type ExecState } from './executor';
 import type { SimFolders } from './files';
 import { isObject, type Json, type JsonObject } from './json';
-import type { NodeTiming } from './nodes';
+import type { NodeTiming } from './node-util';
 import { pyTruthy } from './py';
 import { PromptQueue, type QueueItem } from './queue';
 import { SocketHub } from './sockets';

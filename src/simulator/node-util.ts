@@ -1,5 +1,6 @@
 /** Small pieces shared by the node implementations. */
-import { orderedObject, stringify, type Json, type JsonObject } from './json';
+import type { SimFolders } from './files';
+import { orderedObject, stringify, type Json, type JsonObject, type PyFloat } from './json';
 import { pyGetItem, pyIter, pyNumber, pyStr } from './py';
 
 /** A Python int/float/bool input as a JS number (NaN for anything else). */
@@ -35,3 +36,28 @@ export const fileEntry = (filename: string, subfolder: string, type: string): Js
     ['subfolder', subfolder],
     ['type', type],
   ]);
+
+export interface NodeTiming {
+  progressIntervalMs: number;
+  samplerStepMs: number;
+}
+
+/** What a running node may do. */
+export interface NodeRun {
+  readonly nodeId: string;
+  readonly folders: SimFolders;
+  readonly timing: NodeTiming;
+  /** Abortable sleep (rejects when the simulator restarts or closes). */
+  sleep(ms: number): Promise<void>;
+  /** `ProgressBar.update_absolute`: checks for an interrupt, then reports progress. */
+  progress(value: number | PyFloat, max: number | PyFloat): void;
+}
+
+export interface NodeResult {
+  outputs: unknown[];
+  /** The node's UI output (`{"images": [...]}`) for `executed` and history. */
+  ui?: JsonObject;
+}
+
+export type Inputs = Record<string, unknown>;
+export type NodeFn = (run: NodeRun, inputs: Inputs) => Promise<NodeResult>;

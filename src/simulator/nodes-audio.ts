@@ -8,8 +8,7 @@ import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { getSaveImagePath } from './files';
 import { encodeFlac } from './flac';
-import { fileEntry, metadataTexts, num, tempTag } from './node-util';
-import type { NodeFn, NodeRun } from './nodes';
+import { fileEntry, metadataTexts, num, tempTag, type NodeFn, type NodeRun } from './node-util';
 import { PyError, pyTypeName } from './py';
 import { tensorRepr } from './traceback';
 

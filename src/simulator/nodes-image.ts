@@ -8,8 +8,15 @@ import { setImmediate } from 'node:timers/promises';
 import path from 'node:path';
 import { getSaveImagePath } from './files';
 import { loadImage } from './load-image';
-import { fileEntry, metadataTexts, num, tempTag } from './node-util';
-import type { NodeFn, NodeResult, NodeRun } from './nodes';
+import {
+  fileEntry,
+  metadataTexts,
+  num,
+  tempTag,
+  type NodeFn,
+  type NodeResult,
+  type NodeRun,
+} from './node-util';
 import { encodeApng, encodePng } from './png';
 import { PyError, pyTypeName } from './py';
 import { nodeTraceback } from './traceback';

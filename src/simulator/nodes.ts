@@ -5,38 +5,12 @@
  * KSampler spends `samplerStepMs` per step with one progress per step; loaders and VAE
  * decoding take a couple of steps' time; image nodes are instant.
  */
-import type { SimFolders } from './files';
-import { PyFloat, type JsonObject } from './json';
-import { num } from './node-util';
+import { PyFloat } from './json';
+import { num, type NodeFn } from './node-util';
 import { AUDIO_NODES } from './nodes-audio';
 import { IMAGE_NODES } from './nodes-image';
 import { PyError, pyStr, pyTypeName } from './py';
 import { colorOf, hash, SimConditioning, SimImage, SimLatent, SimModel } from './values';
-
-export interface NodeTiming {
-  progressIntervalMs: number;
-  samplerStepMs: number;
-}
-
-/** What a running node may do. */
-export interface NodeRun {
-  readonly nodeId: string;
-  readonly folders: SimFolders;
-  readonly timing: NodeTiming;
-  /** Abortable sleep (rejects when the simulator restarts or closes). */
-  sleep(ms: number): Promise<void>;
-  /** `ProgressBar.update_absolute`: checks for an interrupt, then reports progress. */
-  progress(value: number | PyFloat, max: number | PyFloat): void;
-}
-
-export interface NodeResult {
-  outputs: unknown[];
-  /** The node's UI output (`{"images": [...]}`) for `executed` and history. */
-  ui?: JsonObject;
-}
-
-type Inputs = Record<string, unknown>;
-export type NodeFn = (run: NodeRun, inputs: Inputs) => Promise<NodeResult>;
 
 function expect<T>(value: unknown, cls: new (...a: never[]) => T, attr: string): T {
   if (value instanceof cls) return value;
