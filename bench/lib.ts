@@ -3,26 +3,30 @@
  * figure starts, the processes themselves (redis-server, simulator, worker, API, raw BullMQ
  * worker), statistics, workflows of a given size and the machine description.
  *
+ * The harness under them is the tests' (test/helpers/): the process scope, redis-server,
+ * the node entry command line, the waits and the workflows; what is here only adds the
+ * bench's own (a figure's Scope, timeouts, CPU profiles, the simulator in a process).
+ *
  * Every wait has a timeout, every child is registered for a synchronous SIGKILL at exit,
  * and node children preload `exit-with-parent`, so nothing outlives the benchmark.
  */
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { cpus, tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
+import { cpus } from 'node:os';
 import { join } from 'node:path';
 import IORedis from 'ioredis';
 import { spawnChild, type ManagedChild } from '../src/run/child';
-import { EXIT_WITH_PARENT_IMPORT } from '../src/run/exit-with-parent';
 import { freePort } from '../src/run/ports';
-import { redisServerArgs } from '../src/run/redis-local';
-import { createJobStore } from '../src/api/store';
-import type { Config } from '../src/config';
-import { createImageQueue } from '../src/queue';
+import { createJobStore, type JobStore } from '../src/api/store';
+import { loadConfig, type Config } from '../src/config';
+import { createImageQueue, type ImageQueue } from '../src/queue';
 import { createRedis } from '../src/redis';
 import { processScope, SCOPE_VAR } from '../test/helpers/process-scope';
-import { tinyWorkflow } from '../test/helpers/workflows';
+import { startRedis as startRedisServer, type RedisServer } from '../test/helpers/redis-server';
+import { nodeEntryArgs, ROOT } from '../test/helpers/worker-process';
+import { sleepWorkflow, tinyWorkflow } from '../test/helpers/workflows';
 
-export const ROOT = join(__dirname, '..');
+export { ROOT };
 
 // ---------------------------------------------------------------- context and cleanup
 
@@ -53,42 +57,18 @@ export type Figure = (ctx: BenchContext, scope: Scope) => Promise<Row[]>;
 
 export { errorText, Scope, withTimeout } from '../src/lifecycle';
 import { errorText, withTimeout, type Scope } from '../src/lifecycle';
-import type { Workflow } from '../src/job/data';
+import { newJobData, type Workflow } from '../src/job/data';
 
-export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+export { Fatal, sleep } from '../test/helpers/wait';
+import { waitFor } from '../test/helpers/wait';
 
-/** An error that stops a waitUntil at once (others are retried until the timeout). */
-export class Fatal extends Error {
-  override name = 'Fatal';
-}
-
-/**
- * Polls `check` until it returns a value (not undefined/false/null); fails after `timeoutMs`.
- * An error thrown by `check` is retried, except a `Fatal` one.
- */
-export async function waitUntil<T>(
+/** `waitFor` (test/helpers/wait.ts) with the bench's argument order and a 20 ms default step. */
+export const waitUntil = <T>(
   what: string,
   timeoutMs: number,
   check: () => Promise<T | undefined | false | null> | T | undefined | false | null,
   everyMs = 20,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await check();
-      if (v !== undefined && v !== false && v !== null) return v;
-    } catch (err) {
-      if (err instanceof Fatal) throw err;
-      last = err;
-    }
-    if (Date.now() > deadline)
-      throw new Error(
-        `timed out after ${timeoutMs} ms waiting for ${what}${last ? ` (last error: ${errorText(last)})` : ''}`,
-      );
-    await sleep(everyMs);
-  }
-}
+): Promise<T> => waitFor(what, check, { timeoutMs, everyMs });
 
 /** Runs `fn` for each item with at most `concurrency` in flight. */
 export async function pool<T>(
@@ -203,13 +183,7 @@ export function spawnNode(
   const profile = process.env.BENCH_PROFILE_DIR
     ? ['--cpu-prof', `--cpu-prof-dir=${join(process.env.BENCH_PROFILE_DIR, name)}`]
     : [];
-  return spawnOwned(
-    scope,
-    name,
-    process.execPath,
-    [...profile, '--import', 'tsx', '--import', EXIT_WITH_PARENT_IMPORT, join(ROOT, file)],
-    env,
-  );
+  return spawnOwned(scope, name, process.execPath, [...profile, ...nodeEntryArgs(file)], env);
 }
 
 export async function ready(child: ManagedChild, match: RegExp, timeoutMs = 60_000) {
@@ -229,50 +203,54 @@ export interface BenchRedis {
   clientAddr: string;
   info(section: string): Promise<Record<string, string>>;
   usedMemory(): Promise<number>;
-  child: ManagedChild;
+  /** the settings of a worker or API child on this Redis and `queueName` (`serviceEnv`) */
+  env(queueName: string, extra?: Record<string, string>): Record<string, string>;
+  server: RedisServer;
 }
 
 /**
- * A redis-server of the benchmark's own: free port, temporary data dir, no persistence
- * (AOF rewrites and RDB forks would only add noise), noeviction as BullMQ requires.
+ * A redis-server of the benchmark's own (test/helpers/redis-server.ts): free port, temporary
+ * data dir, no persistence (AOF rewrites and RDB forks would only add noise), noeviction as
+ * BullMQ requires; stopped with the scope.
  */
 export async function startRedis(scope: Scope, name = 'redis'): Promise<BenchRedis> {
-  const dir = mkdtempSync(join(tmpdir(), 'cq-bench-redis-'));
-  scope.defer(`${name} data dir`, () => rmSync(dir, { recursive: true, force: true }));
-  for (let attempt = 0; ; attempt++) {
-    const port = await freePort();
-    const child = spawnOwned(
-      scope,
-      name,
-      'redis-server',
-      // no AOF: its rewrites and fsyncs would only add noise
-      redisServerArgs({ port, dir, aof: false }),
-      {},
-      dir,
-    );
-    try {
-      await withTimeout(`${name} start`, 10_000, child.waitForLine(/Ready to accept connections/));
-    } catch (err) {
-      if (attempt < 2 && /Address already in use/.test(child.tail())) continue;
-      throw new Error(`redis-server did not start: ${errorText(err)}\n${child.tail()}`);
-    }
-    const url = `redis://127.0.0.1:${port}`;
-    const client = new IORedis(url, { maxRetriesPerRequest: 1, connectionName: 'bench' });
-    client.on('error', () => undefined);
-    scope.defer(`${name} bench client`, () => client.disconnect());
-    const me = String(await client.call('CLIENT', 'INFO'));
-    const clientAddr = /addr=(\S+)/.exec(me)?.[1] ?? '';
-    const info = async (section: string) => parseInfo(String(await client.info(section)));
-    return {
-      url,
-      port,
-      client,
-      clientAddr,
-      info,
-      usedMemory: async () => Number((await info('memory')).used_memory),
-      child,
-    };
-  }
+  const server = await withTimeout(`${name} start`, 10_000, startRedisServer([], { aof: false }));
+  scope.defer(`${name} (pid ${server.pid()})`, () => server.stop());
+  const { url, port } = server;
+  const client = new IORedis(url, { maxRetriesPerRequest: 1, connectionName: 'bench' });
+  client.on('error', () => undefined);
+  scope.defer(`${name} bench client`, () => client.disconnect());
+  const me = String(await client.call('CLIENT', 'INFO'));
+  const clientAddr = /addr=(\S+)/.exec(me)?.[1] ?? '';
+  const info = async (section: string) => parseInfo(String(await client.info(section)));
+  return {
+    url,
+    port,
+    client,
+    clientAddr,
+    info,
+    usedMemory: async () => Number((await info('memory')).used_memory),
+    env: (queueName, extra) => serviceEnv(url, queueName, extra),
+    server,
+  };
+}
+
+/** A redis-server and a simulator of a figure's own, and the settings of a child on both. */
+export async function startBackend(
+  scope: Scope,
+  names: { redis?: string; simulator?: string } = {},
+): Promise<{
+  redis: BenchRedis;
+  sim: SimProcess;
+  env(queueName: string, extra?: Record<string, string>): Record<string, string>;
+}> {
+  const redis = await startRedis(scope, names.redis);
+  const sim = await startSimulator(scope, { name: names.simulator });
+  return {
+    redis,
+    sim,
+    env: (queueName, extra) => redis.env(queueName, { COMFYUI_URL: sim.url, ...extra }),
+  };
 }
 
 export function parseInfo(text: string): Record<string, string> {
@@ -415,8 +393,16 @@ export function sizedWorkflow(bytes: number, prefix: string): Workflow {
   return wf;
 }
 
-/** EmptyImage → TestSleep{seconds} (progress ticks) → SaveImage: the tests' workflow. */
-export { sleepWorkflow as sleepingWorkflow } from '../test/helpers/workflows';
+/**
+ * EmptyImage → TestSleep{seconds} (progress ticks) → SaveImage: the tests' workflow, its
+ * prefix `what` made unique (a prompt is never served from ComfyUI's cache).
+ */
+export const sleepingWorkflow = (seconds: number, what: string): Workflow =>
+  sleepWorkflow(seconds, uniqueName(what));
+
+/** The data of a bench job (job type `bench`) running `workflow`, enqueued at `at`. */
+export const benchJob = (workflow: Workflow, at = Date.now()) =>
+  newJobData(workflow, { jobType: 'bench' }, at);
 
 let seq = 0;
 export const uniqueName = (what: string) =>
@@ -462,6 +448,30 @@ export function machineInfo(): Record<string, string | number> {
     platform: `${process.platform} ${process.arch}`,
     loadavgAtStart: load,
   };
+}
+
+/** A producer queue on `env`'s Redis and queue; closed with the scope. */
+export function producer(scope: Scope, env: Record<string, string>, name: string): ImageQueue {
+  const q = createImageQueue(loadConfig(env));
+  q.on('error', () => undefined);
+  scope.defer(`${name} queue`, () => q.close());
+  return q;
+}
+
+/** how many users the jobs `enqueueMany` makes belong to */
+export const BENCH_USERS = 50;
+const emptyWorkflowJson = JSON.stringify({ '1': { class_type: 'EmptyImage', inputs: {} } });
+
+/** Jobs numbered `indices` of BENCH_USERS users through the store's enqueue (a POST's MULTI), 50 in flight. */
+export async function enqueueMany(store: JobStore, indices: number[]): Promise<void> {
+  await pool(indices, 50, async (i) => {
+    await store.enqueue({
+      fields: { userId: `user-${i % BENCH_USERS}`, jobType: 'bench' },
+      workflowJson: emptyWorkflowJson,
+      fingerprint: `fp-${i}`,
+      nodes: 1,
+    });
+  });
 }
 
 /**

@@ -4,7 +4,8 @@
  * 503 within the contract's 2 s; the tests (test/api-redis-outage.test.ts,
  * test/faults-memory.test.ts) check what is answered, this figure how fast.
  */
-import { fmtMs, serviceEnv, startApi, startRedis, type Figure, type Row } from './lib';
+import { fmtMs, startApi, startRedis } from './lib';
+import type { Figure, Row } from './lib';
 
 const CONTRACT_MS = 2_000;
 const workflow = {
@@ -13,7 +14,7 @@ const workflow = {
 
 export const outage: Figure = async (ctx, scope) => {
   const redis = await startRedis(scope);
-  const api = await startApi(scope, 'outage-api', serviceEnv(redis.url, 'outage'));
+  const api = await startApi(scope, 'outage-api', redis.env('outage'));
   const call = async (method: 'GET' | 'POST', path: string) => {
     const t0 = performance.now();
     const res = await fetch(`${api.url}${path}`, {
@@ -52,14 +53,14 @@ export const outage: Figure = async (ctx, scope) => {
   await redis.client.config('SET', 'maxmemory', '1');
   rows.push(await all('maxmemory'));
   await redis.client.config('SET', 'maxmemory', '0');
-  process.kill(redis.child.pid, 'SIGSTOP');
+  const pid = redis.server.pid()!;
+  process.kill(pid, 'SIGSTOP');
   try {
     rows.push(await all('hung'));
   } finally {
-    process.kill(redis.child.pid, 'SIGCONT');
+    process.kill(pid, 'SIGCONT');
   }
-  redis.child.kill();
-  await redis.child.exited;
+  await redis.server.kill();
   rows.push(await all('killed'));
   return rows;
 };

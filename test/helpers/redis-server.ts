@@ -19,23 +19,49 @@ export interface RedisServer {
   start(): Promise<void>;
   /** stop and delete the data dir */
   stop(): Promise<void>;
+  /** the pid of the running server (undefined once it is gone) */
+  pid(): number | undefined;
+}
+
+export interface RedisServerOptions {
+  /** AOF on (default): a test can kill and restart it; the bench turns it off (noise) */
+  aof?: boolean;
 }
 
 /**
- * A real redis-server of the test's own: free port, own data dir, AOF on, so a test can
- * kill and restart it. Never the machine's shared Redis on 6379.
+ * A real redis-server of the test's (or the bench's) own: free port, own data dir, AOF on
+ * unless turned off, so a test can kill and restart it; in the process scope. Never the
+ * machine's shared Redis on 6379. A port taken meanwhile is retried with another one.
  */
-export async function startRedis(extraArgs: string[] = []): Promise<RedisServer> {
-  const port = await freePort();
-  const dir = mkdtempSync(join(tmpdir(), 'cq-redis-'));
+export async function startRedis(
+  extraArgs: string[] = [],
+  opts: RedisServerOptions = {},
+): Promise<RedisServer> {
+  for (let attempt = 0; ; attempt++) {
+    const port = await freePort();
+    const dir = mkdtempSync(join(tmpdir(), 'cq-redis-'));
+    try {
+      return await startRedisOn(port, dir, extraArgs, opts.aof ?? true);
+    } catch (err) {
+      rmSync(dir, { recursive: true, force: true });
+      if (attempt < 2 && /Address already in use/.test(String(err))) continue;
+      throw err;
+    }
+  }
+}
+
+async function startRedisOn(
+  port: number,
+  dir: string,
+  extraArgs: string[],
+  aof: boolean,
+): Promise<RedisServer> {
   let proc: ChildProcess | undefined;
 
   const start = async () => {
-    proc = spawnScoped(
-      'redis-server',
-      [...redisServerArgs({ port, dir, aof: true }), ...extraArgs],
-      { stdio: ['ignore', 'pipe', 'pipe'] },
-    );
+    proc = spawnScoped('redis-server', [...redisServerArgs({ port, dir, aof }), ...extraArgs], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     const p = proc;
     await new Promise<void>((resolve, reject) => {
       let out = '';
@@ -71,5 +97,6 @@ export async function startRedis(extraArgs: string[] = []): Promise<RedisServer>
       await kill();
       rmSync(dir, { recursive: true, force: true });
     },
+    pid: () => (proc && proc.exitCode === null && proc.signalCode === null ? proc.pid : undefined),
   };
 }

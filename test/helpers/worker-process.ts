@@ -5,7 +5,16 @@ import { EXIT_WITH_PARENT_IMPORT } from '../../src/run/exit-with-parent';
 import { freePort } from '../../src/run/ports';
 import { spawnScoped } from './process-scope';
 
-const ROOT = join(__dirname, '..', '..');
+/** The repository's root: the working directory of every process the tests and bench start. */
+export const ROOT = join(__dirname, '..', '..');
+
+/**
+ * The arguments of `node` running `file` (relative to the repo root) with tsx, preloading
+ * `exit-with-parent` (it stops itself when its parent is gone): the tests' and the bench's.
+ */
+export function nodeEntryArgs(file: string): string[] {
+  return ['--import', 'tsx', '--import', EXIT_WITH_PARENT_IMPORT, join(ROOT, file)];
+}
 
 export interface WorkerProcess {
   proc: ChildProcess;
@@ -36,22 +45,17 @@ export async function spawnApi(
 
 /** `node --import tsx <file>` (relative to the repo root) in the test's process scope. */
 function spawnEntry(file: string, env: Record<string, string>, readyText: string): WorkerProcess {
-  const entry = join(ROOT, file);
-  const proc = spawnScoped(
-    process.execPath,
-    ['--import', 'tsx', '--import', EXIT_WITH_PARENT_IMPORT, entry],
-    {
-      cwd: ROOT,
-      env: {
-        ...process.env,
-        ...env,
-        LOG_LEVEL: env.LOG_LEVEL === 'silent' ? 'info' : (env.LOG_LEVEL ?? 'info'),
-        LOG_PRETTY: '',
-      },
-      // stdin: a pipe whose end (this process gone) makes the process stop itself
-      stdio: ['pipe', 'pipe', 'pipe'],
+  const proc = spawnScoped(process.execPath, nodeEntryArgs(file), {
+    cwd: ROOT,
+    env: {
+      ...process.env,
+      ...env,
+      LOG_LEVEL: env.LOG_LEVEL === 'silent' ? 'info' : (env.LOG_LEVEL ?? 'info'),
+      LOG_PRETTY: '',
     },
-  );
+    // stdin: a pipe whose end (this process gone) makes the process stop itself
+    stdio: ['pipe', 'pipe', 'pipe'],
+  });
   proc.stdin!.on('error', () => undefined);
   let out = '';
   const waiters: { text: string; resolve: () => void }[] = [];
