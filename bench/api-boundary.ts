@@ -5,16 +5,8 @@
  * of a 1 KB job's (target ≤ 1.2×): reads do not load the workflow.
  */
 import { Pool } from 'undici';
-import {
-  fmt,
-  fmtMs,
-  serviceEnv,
-  sizedWorkflow,
-  startApi,
-  startRedis,
-  summarize,
-  type Figure,
-} from './lib';
+import { fmt, fmtMs, sizedWorkflow, startApi, startRedis, summarize } from './lib';
+import type { Figure } from './lib';
 
 const MB5 = 5 * 1024 * 1024 - 4096;
 
@@ -48,7 +40,7 @@ function pathological(): Array<[string, string]> {
 
 export const apiBoundary: Figure = async (ctx, scope) => {
   const redis = await startRedis(scope);
-  const api = await startApi(scope, 'api', serviceEnv(redis.url, 'boundary'));
+  const api = await startApi(scope, 'api', redis.env('boundary'));
   const rows = [];
 
   /** GET /healthz back to back until `stop`; resolves with the slowest answer */

@@ -5,21 +5,20 @@
  * and each queue is drained after its round so memory stays flat.
  */
 import autocannon from 'autocannon';
-import { loadConfig } from '../src/config';
-import { createImageQueue, IMAGE_JOB_NAME } from '../src/queue';
+import { IMAGE_JOB_NAME } from '../src/queue';
 import {
+  benchJob,
   cpuMs,
   fmt,
   fmtMs,
   median,
+  producer,
   redisCpuMs,
-  serviceEnv,
   sizedWorkflow,
   startApi,
   startRedis,
-  type Figure,
 } from './lib';
-import { newJobData } from '../src/job/data';
+import type { Figure } from './lib';
 
 const CONNECTIONS = 50;
 const WORKFLOW_BYTES = 5 * 1024;
@@ -28,14 +27,10 @@ export const apiEnqueue: Figure = async (ctx, scope) => {
   const rounds = ctx.quick ? 2 : 3;
   const seconds = ctx.quick ? 3 : 6;
   const redis = await startRedis(scope);
-  const apiEnv = serviceEnv(redis.url, 'enq-api');
+  const apiEnv = redis.env('enq-api');
   const api = await startApi(scope, 'api', apiEnv);
-  const apiQueue = createImageQueue(loadConfig(apiEnv));
-  const rawQueue = createImageQueue(loadConfig(serviceEnv(redis.url, 'enq-raw')));
-  for (const q of [apiQueue, rawQueue]) {
-    q.on('error', () => undefined);
-    scope.defer('enqueue queue', () => q.close());
-  }
+  const apiQueue = producer(scope, apiEnv, 'enqueue');
+  const rawQueue = producer(scope, redis.env('enq-raw'), 'enqueue');
   const workflow = sizedWorkflow(WORKFLOW_BYTES, 'enq');
   const body = JSON.stringify({ workflow, jobType: 'bench' });
 
@@ -57,7 +52,7 @@ export const apiEnqueue: Figure = async (ctx, scope) => {
       Array.from({ length: CONNECTIONS }, async () => {
         while (performance.now() < end) {
           const at = Date.now();
-          await rawQueue.add(IMAGE_JOB_NAME, newJobData(workflow, { jobType: 'bench' }, at), {
+          await rawQueue.add(IMAGE_JOB_NAME, benchJob(workflow, at), {
             timestamp: at,
           });
           done++;

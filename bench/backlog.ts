@@ -5,44 +5,36 @@
  * job of an empty queue, served by a second API process on the same Redis. Requests go
  * one at a time, alternating between the two APIs in blocks, so both see the same moment.
  */
-import { loadConfig } from '../src/config';
-import { createImageQueue, IMAGE_JOB_NAME } from '../src/queue';
+import { IMAGE_JOB_NAME } from '../src/queue';
 import {
+  benchJob,
   fmt,
   fmtBytes,
   fmtMs,
   pool,
-  serviceEnv,
+  producer,
   sizedWorkflow,
   startApi,
   startRedis,
   summarize,
-  type Figure,
 } from './lib';
-import { newJobData } from '../src/job/data';
+import type { Figure } from './lib';
 
 export const backlog: Figure = async (ctx, scope) => {
   const size = ctx.quick ? 10_000 : 100_000;
   const requests = ctx.quick ? 400 : 1_000;
   const block = 50;
   const redis = await startRedis(scope);
-  const fullEnv = serviceEnv(redis.url, 'backlog');
-  const emptyEnv = serviceEnv(redis.url, 'backlog-empty');
+  const fullEnv = redis.env('backlog');
+  const emptyEnv = redis.env('backlog-empty');
   const [full, empty] = await Promise.all([
     startApi(scope, 'api-backlog', fullEnv),
     startApi(scope, 'api-empty', emptyEnv),
   ]);
-  const fullQueue = createImageQueue(loadConfig(fullEnv));
-  const emptyQueue = createImageQueue(loadConfig(emptyEnv));
-  for (const q of [fullQueue, emptyQueue]) {
-    q.on('error', () => undefined);
-    scope.defer('backlog queue', () => q.close());
-  }
+  const fullQueue = producer(scope, fullEnv, 'backlog');
+  const emptyQueue = producer(scope, emptyEnv, 'backlog');
 
-  const lonely = await emptyQueue.add(
-    IMAGE_JOB_NAME,
-    newJobData(sizedWorkflow(0, 'alone'), { jobType: 'bench' }, Date.now()),
-  );
+  const lonely = await emptyQueue.add(IMAGE_JOB_NAME, benchJob(sizedWorkflow(0, 'alone')));
   const memBefore = await redis.usedMemory();
   const ids: string[] = new Array(size);
   const started = performance.now();
@@ -51,11 +43,9 @@ export const backlog: Figure = async (ctx, scope) => {
     50,
     async (i) => {
       const at = Date.now();
-      const job = await fullQueue.add(
-        IMAGE_JOB_NAME,
-        newJobData(sizedWorkflow(0, `bl-${i}`), { jobType: 'bench' }, at),
-        { timestamp: at },
-      );
+      const job = await fullQueue.add(IMAGE_JOB_NAME, benchJob(sizedWorkflow(0, `bl-${i}`), at), {
+        timestamp: at,
+      });
       ids[i] = job.id!;
     },
   );

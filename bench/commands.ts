@@ -11,25 +11,22 @@
  *   profile of docs/DEPLOY.md (DRAIN_DELAY_S=30, STALLED_INTERVAL_MS=30000,
  *   LOCK_DURATION_MS=30000).
  */
-import { loadConfig } from '../src/config';
-import { createImageQueue, IMAGE_JOB_NAME, jobKey, type ImageQueue } from '../src/queue';
+import { IMAGE_JOB_NAME, jobKey, type ImageQueue } from '../src/queue';
 import { webhookQueueName } from '../src/webhooks/queue';
 import {
+  benchJob,
   fmt,
-  serviceEnv,
+  producer,
   sleep,
   sleepingWorkflow,
+  startBackend,
   startRawWorker,
   startRedis,
   startSimulator,
   startWorker,
-  uniqueName,
   waitUntil,
-  type BenchRedis,
-  type Figure,
-  type Row,
-  type Scope,
 } from './lib';
+import type { BenchRedis, Figure, Row } from './lib';
 import {
   commandstatsTotal,
   CommandCounter,
@@ -37,7 +34,7 @@ import {
   perUnit,
   type CommandCounts,
 } from './monitor';
-import { newJobData, type Workflow } from '../src/job/data';
+import { type Workflow } from '../src/job/data';
 
 const QUIET = {
   DRAIN_DELAY_S: '300',
@@ -50,19 +47,17 @@ export const commandsPerJob: Figure = async (ctx, scope) => {
   const nShort = ctx.quick ? 3 : 5;
   const longS = ctx.quick ? 10 : 30;
   const nLong = ctx.quick ? 1 : 2;
-  const redis = await startRedis(scope);
-  const sim = await startSimulator(scope);
+  const { redis, env } = await startBackend(scope);
   // the worker process's webhook queue is idle polling here: left out (see the idle figure)
   const counter = await CommandCounter.start(redis, scope, onQueue(webhookQueueName('cmd-ours')));
-  const env = (queue: string) => serviceEnv(redis.url, queue, { COMFYUI_URL: sim.url, ...QUIET });
-  const rawEnv = env('cmd-raw');
-  const oursEnv = env('cmd-ours');
+  const rawEnv = env('cmd-raw', QUIET);
+  const oursEnv = env('cmd-ours', QUIET);
   await Promise.all([
     startRawWorker(scope, 'cmd-raw-worker', rawEnv),
     startWorker(scope, 'cmd-worker', oursEnv),
   ]);
-  const rawQueue = producer(scope, rawEnv);
-  const oursQueue = producer(scope, oursEnv);
+  const rawQueue = producer(scope, rawEnv, 'producer');
+  const oursQueue = producer(scope, oursEnv, 'producer');
   await sleep(1_000); // let start-up commands (script loads, first clean) pass
 
   const quietFrom = Date.now();
@@ -71,13 +66,9 @@ export const commandsPerJob: Figure = async (ctx, scope) => {
 
   const raw = await perJob(redis, counter, rawQueue, nRaw, () => sleepingWorkflow(0, 'unused'));
   ctx.log(`  commands: raw no-op job ${fmt(raw.counts.client)} client commands`);
-  const short = await perJob(redis, counter, oursQueue, nShort, () =>
-    sleepingWorkflow(1, uniqueName('cmd')),
-  );
+  const short = await perJob(redis, counter, oursQueue, nShort, () => sleepingWorkflow(1, 'cmd'));
   ctx.log(`  commands: 1 s prompt ${fmt(short.counts.client)} client commands`);
-  const long = await perJob(redis, counter, oursQueue, nLong, () =>
-    sleepingWorkflow(longS, uniqueName('cmd')),
-  );
+  const long = await perJob(redis, counter, oursQueue, nLong, () => sleepingWorkflow(longS, 'cmd'));
   ctx.log(`  commands: ${longS} s prompt ${fmt(long.counts.client)} client commands`);
 
   /**
@@ -119,13 +110,6 @@ function onQueue(queueName: string): (args: string[]) => boolean {
   return (args) => args.some((a) => a.includes(`:${queueName}:`));
 }
 
-function producer(scope: Scope, env: Record<string, string>): ImageQueue {
-  const q = createImageQueue(loadConfig(env));
-  q.on('error', () => undefined);
-  scope.defer('producer queue', () => q.close());
-  return q;
-}
-
 interface PerJob {
   counts: CommandCounts;
   /** INFO commandstats calls per job (client + Lua + the benchmark's own reads) */
@@ -143,10 +127,7 @@ async function perJob(
   const from = Date.now();
   const statsBefore = await commandstatsTotal(redis);
   for (let i = 0; i < n; i++) {
-    const job = await queue.add(
-      IMAGE_JOB_NAME,
-      newJobData(workflow(), { jobType: 'bench' }, Date.now()),
-    );
+    const job = await queue.add(IMAGE_JOB_NAME, benchJob(workflow()));
     const key = jobKey({ queuePrefix: queue.opts.prefix!, queueName: queue.name }, job.id!);
     await waitUntil(
       `job ${job.id} finished`,
@@ -187,7 +168,7 @@ export const idleCommands: Figure = async (ctx, scope) => {
       await startWorker(
         scope,
         `${p.id}-worker`,
-        serviceEnv(redis.url, 'comfyui-jobs', { COMFYUI_URL: sim.url, ...p.env }),
+        redis.env('comfyui-jobs', { COMFYUI_URL: sim.url, ...p.env }),
       );
       await sleep(3_000); // start-up: script loads, the first clean and stalled check
       const from = Date.now();

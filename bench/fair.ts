@@ -12,23 +12,11 @@
 import { Worker } from 'bullmq';
 import { loadConfig } from '../src/config';
 import { redisOptions } from '../src/redis';
-import {
-  fmt,
-  pool,
-  redisCpuMs,
-  serviceEnv,
-  benchStore,
-  startRedis,
-  type BenchContext,
-  type Figure,
-  type Row,
-  type Scope,
-} from './lib';
+import { benchStore, enqueueMany, fmt, redisCpuMs, serviceEnv, startRedis } from './lib';
+import type { BenchContext, Figure, Row, Scope } from './lib';
 
-const USERS = 50;
 /** enqueue slices per block, alternating between the sides */
 const SLICES = 10;
-const workflowJson = JSON.stringify({ '1': { class_type: 'EmptyImage', inputs: {} } });
 
 async function side(scope: Scope, url: string, fair: boolean) {
   const config = loadConfig(
@@ -40,17 +28,9 @@ async function side(scope: Scope, url: string, fair: boolean) {
     /** ms to enqueue `count` jobs */
     async enqueue(count: number): Promise<number> {
       const t = performance.now();
-      await pool(
+      await enqueueMany(
+        store,
         Array.from({ length: count }, () => n++),
-        50,
-        async (i) => {
-          await store.enqueue({
-            fields: { userId: `user-${i % USERS}`, jobType: 'bench' },
-            workflowJson,
-            fingerprint: `fp-${i}`,
-            nodes: 1,
-          });
-        },
       );
       return performance.now() - t;
     },

@@ -16,7 +16,6 @@ import { jobKey } from '../src/queue';
 import {
   fmt,
   fmtMs,
-  serviceEnv,
   sizedWorkflow,
   sleepingWorkflow,
   startApi,
@@ -26,12 +25,8 @@ import {
   summarize,
   uniqueName,
   waitUntil,
-  type BenchRedis,
-  type Figure,
-  type Row,
-  type SimProcess,
-  type Summary,
 } from './lib';
+import type { BenchRedis, Figure, Row, SimProcess, Summary } from './lib';
 import type { Workflow } from '../src/job/data';
 
 export interface JobTimes {
@@ -58,11 +53,8 @@ export const latency: Figure = async (ctx, scope) => {
     startSimulator(scope, { name: 'simulator-ws' }),
     startSimulator(scope, { name: 'simulator-poll' }),
   ]);
-  const wsEnv = serviceEnv(redis.url, 'lat-ws', { COMFYUI_URL: simA.url });
-  const pollEnv = serviceEnv(redis.url, 'lat-poll', {
-    COMFYUI_URL: simB.url,
-    COMFYUI_WEBSOCKET: '0',
-  });
+  const wsEnv = redis.env('lat-ws', { COMFYUI_URL: simA.url });
+  const pollEnv = redis.env('lat-poll', { COMFYUI_URL: simB.url, COMFYUI_WEBSOCKET: '0' });
   const [apiWs, apiPoll] = await Promise.all([
     startApi(scope, 'api-ws', wsEnv),
     startApi(scope, 'api-poll', pollEnv),
@@ -142,7 +134,7 @@ export const latency: Figure = async (ctx, scope) => {
   }
   /** 0.3–1.3 s, so prompts end at a random phase of the worker's poll cycle */
   function sleepy(): Workflow {
-    return sleepingWorkflow(Math.round(30 + Math.random() * 100) / 100, uniqueName('det'));
+    return sleepingWorkflow(Math.round(30 + Math.random() * 100) / 100, 'det');
   }
 };
 

@@ -8,39 +8,25 @@
  */
 import { loadConfig } from '../src/config';
 import {
+  BENCH_USERS,
+  benchStore,
+  enqueueMany,
   fmt,
   fmtMs,
-  pool,
-  serviceEnv,
   startApi,
-  benchStore,
   startRedis,
   summarize,
-  type BenchContext,
-  type Figure,
-  type Row,
-  type Scope,
 } from './lib';
-
-const USERS = 50;
-const workflowJson = JSON.stringify({ '1': { class_type: 'EmptyImage', inputs: {} } });
+import type { BenchContext, Figure, Row, Scope } from './lib';
 
 /** `size` jobs in the queue of `env`, through the store's enqueue; returns seconds taken. */
 async function fill(scope: Scope, env: Record<string, string>, size: number): Promise<number> {
   const config = loadConfig(env);
   const { store } = await benchStore(scope, config, 'list');
   const started = performance.now();
-  await pool(
+  await enqueueMany(
+    store,
     Array.from({ length: size }, (_, i) => i),
-    50,
-    async (i) => {
-      await store.enqueue({
-        fields: { userId: `user-${i % USERS}`, jobType: 'bench' },
-        workflowJson,
-        fingerprint: `fp-${i}`,
-        nodes: 1,
-      });
-    },
   );
   return (performance.now() - started) / 1000;
 }
@@ -66,7 +52,7 @@ async function measure(ctx: BenchContext, small: string, large: string, requests
       ? 'limit=20'
       : i % 3 === 1
         ? `limit=20&cursor=${cs[i % cs.length]}`
-        : `limit=20&userId=user-${i % USERS}`;
+        : `limit=20&userId=user-${i % BENCH_USERS}`;
   const get = async (base: string, query: string) => {
     const t = performance.now();
     const res = await fetch(`${base}/v1/jobs?${query}`, { signal: AbortSignal.timeout(10_000) });
@@ -96,7 +82,7 @@ export const list: Figure = async (ctx, scope) => {
   const sizes = [1_000, ctx.quick ? 10_000 : 100_000] as const;
   const requests = ctx.quick ? 300 : 1_000;
   const redis = await startRedis(scope);
-  const envs = sizes.map((n) => serviceEnv(redis.url, `list-${n}`));
+  const envs = sizes.map((n) => redis.env(`list-${n}`));
   const fillS: number[] = [];
   for (const [i, n] of sizes.entries()) fillS.push(await fill(scope, envs[i], n));
   ctx.log(

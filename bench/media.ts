@@ -22,17 +22,14 @@ import {
   fmt,
   fmtMs,
   median,
-  serviceEnv,
   sizedWorkflow,
   startApi,
-  startRedis,
-  startSimulator,
+  startBackend,
   startWorker,
   summarize,
   uniqueName,
-  type Figure,
-  type Row,
 } from './lib';
+import type { Figure, Row } from './lib';
 import type { Workflow } from '../src/job/data';
 
 /** the overhead per job docs/PERFORMANCE.md measured before media (p50, p99) */
@@ -42,14 +39,11 @@ const SIDE_2MB = 816;
 
 export const media: Figure = async (ctx, scope) => {
   const n = ctx.quick ? 15 : 40;
-  const redis = await startRedis(scope);
-  const sim = await startSimulator(scope, { name: 'simulator-media' });
+  const backend = await startBackend(scope, { simulator: 'simulator-media' });
+  const { redis, sim } = backend;
   const files = mkdtempSync(join(tmpdir(), 'cq-bench-files-'));
   scope.defer('media files', () => rmSync(files, { recursive: true, force: true }));
-  const env = serviceEnv(redis.url, 'media', {
-    COMFYUI_URL: sim.url,
-    STORAGE_URL: `file://${files}`,
-  });
+  const env = backend.env('media', { STORAGE_URL: `file://${files}` });
   const [api, worker] = await Promise.all([
     startApi(scope, 'api-media', env),
     startWorker(scope, 'media-worker', env),

@@ -6,61 +6,40 @@
  * in results.json only: it also counts the completed set and the events stream (capped by
  * BullMQ at ~10k events), and for our jobs the freed workflows make it meaningless.
  */
-import { loadConfig } from '../src/config';
-import { createImageQueue, IMAGE_JOB_NAME, jobKey, type ImageQueue } from '../src/queue';
+import { IMAGE_JOB_NAME, jobKey, type ImageQueue } from '../src/queue';
 import {
+  benchJob,
+  Fatal,
   fmtBytes,
-  serviceEnv,
+  producer,
   sizedWorkflow,
   sleep,
+  startBackend,
   startRawWorker,
-  startRedis,
-  startSimulator,
   startWorker,
   uniqueName,
   waitUntil,
-  Fatal,
-  type BenchRedis,
-  type Figure,
-  type Row,
 } from './lib';
-import { newJobData } from '../src/job/data';
+import type { BenchRedis, Figure, Row } from './lib';
 
 const SIZES = [5 * 1024, 50 * 1024];
 const OWN_LIMIT = 1536; // bytes, besides the outputs
 
-interface Retained {
-  /** MEMORY USAGE of the job's keys, mean per job */
-  keys: number;
-  /** of which the job hash */
-  hash: number;
-  /** bytes of the stored return value (the outputs) */
-  outputs: number;
-  /** bytes of the stored data field */
-  data: number;
-  /** used_memory growth / jobs */
-  usedMemory: number;
-}
-
 export const memory: Figure = async (ctx, scope) => {
   const n = ctx.quick ? 50 : 200;
-  const redis = await startRedis(scope);
-  const sim = await startSimulator(scope);
+  const { redis, env } = await startBackend(scope);
   const rows: Row[] = [];
   const ours: Retained[] = [];
   for (const size of SIZES) {
     const kb = `${size / 1024} KB`;
-    const rawEnv = serviceEnv(redis.url, `mem-raw-${size}`, { COMFYUI_URL: sim.url });
-    const oursEnv = serviceEnv(redis.url, `mem-ours-${size}`, {
-      COMFYUI_URL: sim.url,
-      WORKER_CONCURRENCY: '20',
-    });
+    const rawEnv = env(`mem-raw-${size}`);
+    const oursEnv = env(`mem-ours-${size}`, { WORKER_CONCURRENCY: '20' });
     await Promise.all([
       startRawWorker(scope, `mem-raw-${size}`, rawEnv),
       startWorker(scope, `mem-worker-${size}`, oursEnv),
     ]);
-    const raw = await measure(redis, queueOf(rawEnv), n, size);
-    const o = await measure(redis, queueOf(oursEnv), n, size);
+    const raw = await measure(redis, producer(scope, rawEnv, 'memory'), n, size);
+    const o = await measure(redis, producer(scope, oursEnv, 'memory'), n, size);
     ours.push(o);
     const own = o.keys - o.outputs;
     ctx.log(
@@ -83,14 +62,21 @@ export const memory: Figure = async (ctx, scope) => {
   const same = Math.abs(large.keys - small.keys) <= 0.1 * small.keys;
   rows[rows.length - 1].met = rows[rows.length - 1].met && same;
   return rows;
-
-  function queueOf(env: Record<string, string>): ImageQueue {
-    const q = createImageQueue(loadConfig(env));
-    q.on('error', () => undefined);
-    scope.defer('memory queue', () => q.close());
-    return q;
-  }
 };
+
+/** What one job keeps in Redis, measured by `measure`. */
+interface Retained {
+  /** MEMORY USAGE of the job's keys, mean per job */
+  keys: number;
+  /** of which the job hash */
+  hash: number;
+  /** bytes of the stored return value (the outputs) */
+  outputs: number;
+  /** bytes of the stored data field */
+  data: number;
+  /** used_memory growth / jobs */
+  usedMemory: number;
+}
 
 async function measure(
   redis: BenchRedis,
@@ -106,7 +92,7 @@ async function measure(
     const jobs = await queue.addBulk(
       Array.from({ length: Math.min(50, n - i) }, () => ({
         name: IMAGE_JOB_NAME,
-        data: newJobData(sizedWorkflow(size, uniqueName('mem')), { jobType: 'bench' }, Date.now()),
+        data: benchJob(sizedWorkflow(size, uniqueName('mem'))),
       })),
     );
     ids.push(...jobs.map((j) => j.id!));

@@ -15,62 +15,48 @@
  *   is completed by the worker that took over (defaults: POLL_INTERVAL_MS 1000).
  */
 import { loadConfig } from '../src/config';
-import { createImageQueue, IMAGE_JOB_NAME, type ImageQueue } from '../src/queue';
+import { IMAGE_JOB_NAME, type ImageQueue } from '../src/queue';
 import type { ManagedChild } from '../src/run/child';
 import { durations, monitorInstances } from '../test/helpers/instance-monitor';
 import {
+  benchJob,
   fmt,
   killHard,
-  serviceEnv,
+  producer,
   sleep,
   sleepingWorkflow,
+  startBackend,
   startRedis,
   startSimulator,
   startWorker,
-  uniqueName,
   waitUntil,
-  type Figure,
-  type Scope,
-  type SimProcess,
 } from './lib';
-import { newJobData } from '../src/job/data';
-
-function producer(scope: Scope, env: Record<string, string>): ImageQueue {
-  const q = createImageQueue(loadConfig(env));
-  q.on('error', () => undefined);
-  scope.defer('placement queue', () => q.close());
-  return q;
-}
+import type { BenchRedis, Figure, Scope, SimProcess } from './lib';
 
 /** One placement run: 3 worker processes on their own queue, `count` jobs, every /queue sampled. */
 async function placementRun(
   scope: Scope,
-  redisUrl: string,
+  redis: BenchRedis,
   urls: string[],
   speed: number,
   concurrency: number,
   { moves = true, count = 60 } = {},
 ) {
   const name = `placement-c${concurrency}${moves ? '' : '-nomove'}`;
-  const env = serviceEnv(redisUrl, name, {
+  const env = redis.env(name, {
     COMFYUI_URL: urls.join(','),
     WORKER_CONCURRENCY: String(concurrency),
     COMFYUI_MOVE_PENDING: moves ? '1' : '0',
   });
   const workers = await Promise.all([0, 1, 2].map((i) => startWorker(scope, `${name}-${i}`, env)));
-  const queue = producer(scope, env);
+  const queue = producer(scope, env, 'placement');
   const seconds = durations(count, 0.5, 3, 7).map((s) => s * speed);
   const monitor = monitorInstances(urls, {
     backlog: async () => (await queue.getJobCounts('wait')).wait,
   });
   const t0 = Date.now();
   const jobs = await Promise.all(
-    seconds.map((s) =>
-      queue.add(
-        IMAGE_JOB_NAME,
-        newJobData(sleepingWorkflow(s, uniqueName(name)), { jobType: 'bench' }, Date.now()),
-      ),
-    ),
+    seconds.map((s) => queue.add(IMAGE_JOB_NAME, benchJob(sleepingWorkflow(s, name)))),
   );
   const finished = await waitUntil('every placement job to finish', 600_000, async () => {
     const c = await queue.getJobCounts('completed', 'failed');
@@ -94,10 +80,7 @@ async function placementRun(
  */
 async function strandedTail(queue: ImageQueue, slots: number, speed: number) {
   const add = (s: number, name: string) =>
-    queue.add(
-      IMAGE_JOB_NAME,
-      newJobData(sleepingWorkflow(s * speed, uniqueName(name)), { jobType: 'bench' }, Date.now()),
-    );
+    queue.add(IMAGE_JOB_NAME, benchJob(sleepingWorkflow(s * speed, name)));
   const long = await add(3, 'tail-long');
   await waitUntil("the tail's long prompt to run", 60_000, async () => {
     const j = await queue.getJob(long.id!);
@@ -122,14 +105,14 @@ export const placement: Figure = async (ctx, scope) => {
     [0, 1, 2].map((i) => startSimulator(scope, { name: `simulator-place-${i}` })),
   );
   const urls = sims.map((s) => s.url);
-  const one = await placementRun(scope, redis.url, urls, speed, 1);
+  const one = await placementRun(scope, redis, urls, speed, 1);
   ctx.log(`  placement: makespan ${fmt(one.makespan / 1000)} s, ideal ${fmt(one.ideal / 1000)} s`);
   // WORKER_CONCURRENCY=4: prompts wait in ComfyUI's queues; moved when another instance
   // idles, and (baseline, same run) with COMFYUI_MOVE_PENDING=0
   // (quick: 15 jobs before the tail, which is what strands prompts)
   const count = ctx.quick ? 15 : 60;
-  const four = await placementRun(scope, redis.url, urls, speed, 4, { count });
-  const still = await placementRun(scope, redis.url, urls, speed, 4, { count, moves: false });
+  const four = await placementRun(scope, redis, urls, speed, 4, { count });
+  const still = await placementRun(scope, redis, urls, speed, 4, { count, moves: false });
   ctx.log(
     `  placement ×4: pending while another idled ${four.m.worstPendingWhileIdleMs} ms (${four.moves} moves), without moves ${still.m.worstPendingWhileIdleMs} ms`,
   );
@@ -179,10 +162,10 @@ async function handOffOnce(
     const name = `handoff-${signal}-${n}`;
     workers.set(name, await startWorker(scope, name, env));
   }
-  const queue = producer(scope, env);
-  const wf = sleepingWorkflow(seconds, uniqueName(`handoff-${signal}`));
+  const queue = producer(scope, env, 'placement');
+  const wf = sleepingWorkflow(seconds, `handoff-${signal}`);
   wf['1'].inputs.color = signal === 'SIGTERM' ? 1 : 2; // not served from the cache
-  const job = await queue.add(IMAGE_JOB_NAME, newJobData(wf, { jobType: 'bench' }, Date.now()));
+  const job = await queue.add(IMAGE_JOB_NAME, benchJob(wf));
   const holder = await waitUntil('the job to run', 30_000, async () => {
     const j = await queue.getJob(job.id!);
     return j?.data.state.status === 'running' ? j.processedBy : undefined;
@@ -206,9 +189,12 @@ async function handOffOnce(
 
 export const handoffCompletion: Figure = async (ctx, scope) => {
   const seconds = ctx.quick ? 6 : 10;
-  const redis = await startRedis(scope, 'redis-handoff');
-  const sim = await startSimulator(scope, { name: 'simulator-handoff' });
-  const base = serviceEnv(redis.url, 'handoff', { COMFYUI_URL: sim.url });
+  const backend = await startBackend(scope, {
+    redis: 'redis-handoff',
+    simulator: 'simulator-handoff',
+  });
+  const { sim } = backend;
+  const base = backend.env('handoff');
   const term = await handOffOnce(
     scope,
     sim,

@@ -10,28 +10,22 @@
  *   worker takes it. A fresh worker is started after each hand-off, so one long prompt is
  *   handed from worker to worker several times; it must still have run once.
  */
-import { loadConfig } from '../src/config';
-import { createImageQueue, IMAGE_JOB_NAME, jobKey, type ImageQueue } from '../src/queue';
+import { IMAGE_JOB_NAME, jobKey, type ImageQueue } from '../src/queue';
 import type { ManagedChild } from '../src/run/child';
 import {
+  benchJob,
   fmt,
   fmtMs,
   killHard,
-  serviceEnv,
+  producer,
   sleep,
   sleepingWorkflow,
-  startRedis,
-  startSimulator,
+  startBackend,
   startWorker,
   summarize,
-  uniqueName,
   waitUntil,
-  type BenchRedis,
-  type Figure,
-  type Scope,
-  type SimProcess,
 } from './lib';
-import { newJobData } from '../src/job/data';
+import type { BenchRedis, Figure, Scope, SimProcess } from './lib';
 
 interface Held {
   key: string;
@@ -74,19 +68,9 @@ async function readJob(redis: BenchRedis, key: string) {
   return { ...h, state };
 }
 
-function producer(scope: Scope, env: Record<string, string>): ImageQueue {
-  const q = createImageQueue(loadConfig(env));
-  q.on('error', () => undefined);
-  scope.defer('recovery queue', () => q.close());
-  return q;
-}
-
 /** Adds a sleeping job and waits until a worker runs it; returns who holds it. */
 async function startHeldJob(redis: BenchRedis, queue: ImageQueue, seconds: number): Promise<Held> {
-  const job = await queue.add(
-    IMAGE_JOB_NAME,
-    newJobData(sleepingWorkflow(seconds, uniqueName('rec')), { jobType: 'bench' }, Date.now()),
-  );
+  const job = await queue.add(IMAGE_JOB_NAME, benchJob(sleepingWorkflow(seconds, 'rec')));
   const key = jobKey({ queuePrefix: queue.opts.prefix!, queueName: queue.name }, job.id!);
   return waitUntil(`job ${job.id} running`, 30_000, async () => {
     const j = await readJob(redis, key);
@@ -136,9 +120,12 @@ export const killRecovery: Figure = async (ctx, scope) => {
 };
 
 async function killOnce(scope: Scope, offsetS: number) {
-  const redis = await startRedis(scope, `redis-kill-${offsetS}`);
-  const sim = await startSimulator(scope, { name: `simulator-kill-${offsetS}` });
-  const env = serviceEnv(redis.url, 'rec-kill', { COMFYUI_URL: sim.url });
+  const backend = await startBackend(scope, {
+    redis: `redis-kill-${offsetS}`,
+    simulator: `simulator-kill-${offsetS}`,
+  });
+  const { redis, sim } = backend;
+  const env = backend.env('rec-kill');
   const workers = new Map<string, ManagedChild>();
   await Promise.all(
     ['a', 'b'].map(async (n) => {
@@ -146,7 +133,7 @@ async function killOnce(scope: Scope, offsetS: number) {
       workers.set(name, await startWorker(scope, name, env));
     }),
   );
-  const queue = producer(scope, env);
+  const queue = producer(scope, env, 'recovery');
   const held = await startHeldJob(redis, queue, 15);
   await sleep(offsetS * 1000);
   const killedAt = Date.now();
@@ -174,9 +161,9 @@ async function killOnce(scope: Scope, offsetS: number) {
 
 export const sigtermHandoff: Figure = async (ctx, scope) => {
   const handoffs = ctx.quick ? 2 : 5;
-  const redis = await startRedis(scope);
-  const sim = await startSimulator(scope);
-  const env = serviceEnv(redis.url, 'rec-term', { COMFYUI_URL: sim.url });
+  const backend = await startBackend(scope);
+  const { redis, sim } = backend;
+  const env = backend.env('rec-term');
   const workers = new Map<string, ManagedChild>();
   let next = 0;
   const spawn = async () => {
@@ -184,7 +171,7 @@ export const sigtermHandoff: Figure = async (ctx, scope) => {
     workers.set(name, await startWorker(scope, name, env));
   };
   await Promise.all([spawn(), spawn()]);
-  const queue = producer(scope, env);
+  const queue = producer(scope, env, 'recovery');
   const held = await startHeldJob(redis, queue, 120);
   let holder = held.holder;
   const times: number[] = [];

@@ -17,16 +17,8 @@ import { fairShare } from './fair';
 import { commandsPerJob, idleCommands } from './commands';
 import { latency } from './latency';
 import { list } from './list';
-import {
-  errorText,
-  machineInfo,
-  ROOT,
-  Scope,
-  withTimeout,
-  type BenchContext,
-  type Figure,
-  type Row,
-} from './lib';
+import { errorText, machineInfo, ROOT, Scope, withTimeout } from './lib';
+import type { BenchContext, Figure, Row } from './lib';
 import { media } from './media';
 import { memory } from './memory';
 import { outage } from './outage';

@@ -9,32 +9,28 @@
 import { randomUUID } from 'node:crypto';
 import { once } from 'node:events';
 import WebSocket from 'ws';
-import { loadConfig } from '../src/config';
-import { createImageQueue, IMAGE_JOB_NAME, jobKey, type ImageQueue } from '../src/queue';
+import { IMAGE_JOB_NAME, jobKey, type ImageQueue } from '../src/queue';
 import type { ManagedChild } from '../src/run/child';
 import {
+  benchJob,
   cpuMs,
   errorText,
   fmt,
   fmtMs,
   median,
-  redisCpuMs,
   pool,
-  serviceEnv,
+  producer,
+  redisCpuMs,
   sizedWorkflow,
+  startBackend,
   startRawWorker,
-  startRedis,
-  startSimulator,
   startWorker,
+  summarize,
   uniqueName,
   waitUntil,
   withTimeout,
-  summarize,
-  type BenchRedis,
-  type Figure,
-  type SimProcess,
 } from './lib';
-import { newJobData } from '../src/job/data';
+import type { BenchRedis, Figure, SimProcess } from './lib';
 
 const CONCURRENCY = 50;
 
@@ -44,25 +40,15 @@ export const throughput: Figure = async (ctx, scope) => {
   const nOurs = ctx.quick ? 200 : 800;
   const nSim = ctx.quick ? 200 : 800;
 
-  const redis = await startRedis(scope);
-  const sim = await startSimulator(scope);
-  const env = (queue: string) =>
-    serviceEnv(redis.url, queue, {
-      COMFYUI_URL: sim.url,
-      WORKER_CONCURRENCY: String(CONCURRENCY),
-    });
-  const rawEnv = env('tp-raw');
-  const oursEnv = env('tp-ours');
+  const { redis, sim, env } = await startBackend(scope);
+  const rawEnv = env('tp-raw', { WORKER_CONCURRENCY: String(CONCURRENCY) });
+  const oursEnv = env('tp-ours', { WORKER_CONCURRENCY: String(CONCURRENCY) });
   const [rawWorker, oursWorker] = await Promise.all([
     startRawWorker(scope, 'raw-worker', rawEnv),
     startWorker(scope, 'tp-worker', oursEnv),
   ]);
-  const rawQueue = createImageQueue(loadConfig(rawEnv));
-  const oursQueue = createImageQueue(loadConfig(oursEnv));
-  for (const q of [rawQueue, oursQueue]) {
-    q.on('error', () => undefined);
-    scope.defer('throughput queue', () => q.close());
-  }
+  const rawQueue = producer(scope, rawEnv, 'throughput');
+  const oursQueue = producer(scope, oursEnv, 'throughput');
 
   const raw: Batch[] = [];
   const ours: Batch[] = [];
@@ -164,7 +150,7 @@ async function runBatch(
       const jobs = await queue.addBulk(
         Array.from({ length: Math.min(100, n - i) }, (_, k) => ({
           name: IMAGE_JOB_NAME,
-          data: newJobData(sizedWorkflow(0, `${prefix}-${i + k}`), { jobType: 'bench' }, at),
+          data: benchJob(sizedWorkflow(0, `${prefix}-${i + k}`), at),
         })),
       );
       ids.push(...jobs.map((j) => j.id!));
