@@ -7,6 +7,7 @@ import {
   bodyFrom,
   http,
   newId,
+  postTranscript,
   promptMessages,
   shape,
   transcript,
@@ -360,13 +361,7 @@ it('restart loses queue, history, temp files and sockets, resets number, keeps e
 it('pause refuses connections and drops sockets; resume serves the same state', async () => {
   const sim = await start();
   const ws = await connect(sim, 'p');
-  const id = newId();
-  await http(
-    sim.url,
-    'POST',
-    '/prompt',
-    bodyFrom(transcript('success'), 0, { client_id: 'p', prompt_id: id }),
-  );
+  const { id } = await postTranscript(sim.url, 'success', 'p');
   await ws.done(id);
   await sim.pause();
   await ws.waitClosed();
@@ -381,13 +376,7 @@ it('pause refuses connections and drops sockets; resume serves the same state', 
 it('failureRate 1 makes every prompt fail with a runtime execution_error', async () => {
   const sim = await start({ failureRate: 1 });
   const ws = await connect(sim, 'f');
-  const id = newId();
-  const post = await http(
-    sim.url,
-    'POST',
-    '/prompt',
-    bodyFrom(transcript('success'), 0, { client_id: 'f', prompt_id: id }),
-  );
+  const { id, post } = await postTranscript(sim.url, 'success', 'f');
   expect(post.status).toBe(200);
   await ws.done(id);
   const msgs = promptMessages(ws.messages, id);

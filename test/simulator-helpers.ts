@@ -8,6 +8,7 @@ import { readFileSync } from 'node:fs';
 import { get } from 'node:http';
 import path from 'node:path';
 import WebSocket from 'ws';
+import { createSimulator, type Simulator, type SimulatorOptions } from '../src/simulator/server';
 
 /* eslint-disable @typescript-eslint/no-explicit-any */
 export type Msg = { type: string; data: any };
@@ -133,6 +134,32 @@ export class WsClient {
   }
 }
 
+/**
+ * A fresh simulator for each test of the file (`options` as createSimulator takes them),
+ * handed to `use` before the test; after it, every socket `connect` opened is closed, then
+ * the simulator.
+ */
+export function simulatorPerTest(options: SimulatorOptions, use: (sim: Simulator) => void) {
+  let sim: Simulator;
+  const sockets: WsClient[] = [];
+  beforeEach(async () => {
+    sim = await createSimulator(options);
+    use(sim);
+  });
+  afterEach(async () => {
+    await Promise.all(sockets.splice(0).map((s) => s.close()));
+    await sim.close();
+  });
+  return {
+    /** a WebSocket client of the test's simulator, closed after the test */
+    async connect(clientId?: string, wsPath?: string): Promise<WsClient> {
+      const ws = await WsClient.connect(sim.url, clientId, wsPath);
+      sockets.push(ws);
+      return ws;
+    },
+  };
+}
+
 export const isDone = (m: Msg, promptId: string) =>
   m.type === 'executing' && m.data.node === null && m.data.prompt_id === promptId;
 
@@ -184,6 +211,22 @@ export function bodyFrom(
   Object.assign(body, ids);
   edit?.(body.prompt);
   return body;
+}
+
+/** POSTs step 0 of transcript `name` for `clientId` with a fresh prompt id. */
+export async function postTranscript(
+  base: string,
+  name: string,
+  clientId: string,
+): Promise<{ id: string; post: HttpResult }> {
+  const id = newId();
+  const post = await http(
+    base,
+    'POST',
+    '/prompt',
+    bodyFrom(transcript(name), 0, { client_id: clientId, prompt_id: id }),
+  );
+  return { id, post };
 }
 
 export interface UploadOptions {

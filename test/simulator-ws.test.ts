@@ -3,12 +3,14 @@
  * mid-prompt (reconnect.json), prompts without client_id, feature flags, and 0.3.64's
  * same-clientId quirk.
  */
-import { createSimulator, type Simulator } from '../src/simulator/server';
+import type { Simulator } from '../src/simulator/server';
 import {
   bodyFrom,
   http,
   newId,
+  postTranscript,
   shape,
+  simulatorPerTest,
   transcript,
   typeSequence,
   WsClient,
@@ -18,19 +20,7 @@ import {
 const idle = (m: Msg) => m.type === 'status' && m.data.status.exec_info.queue_remaining === 0;
 
 let sim: Simulator;
-const sockets: WsClient[] = [];
-const connect = async (clientId?: string, path?: string) => {
-  const ws = await WsClient.connect(sim.url, clientId, path);
-  sockets.push(ws);
-  return ws;
-};
-beforeEach(async () => {
-  sim = await createSimulator({ progressIntervalMs: 20 });
-});
-afterEach(async () => {
-  await Promise.all(sockets.splice(0).map((s) => s.close()));
-  await sim.close();
-});
+const { connect } = simulatorPerTest({ progressIntervalMs: 20 }, (s) => (sim = s));
 
 it('other-client.json: only the owner gets prompt events; others get status broadcasts', async () => {
   const t = transcript('other-client');
@@ -113,13 +103,7 @@ it('0.3.64 quirk: closing an old socket also unregisters a newer one with the sa
   const old = await connect('same');
   const newer = await connect('same');
   await old.close();
-  const id = newId();
-  await http(
-    sim.url,
-    'POST',
-    '/prompt',
-    bodyFrom(transcript('success'), 0, { client_id: 'same', prompt_id: id }),
-  );
+  const { id } = await postTranscript(sim.url, 'success', 'same');
   const watcher = await connect('watcher');
   await watcher.until(
     () =>

@@ -4,37 +4,28 @@
  * catalogue and the SDXL-style chain.
  */
 import { PNG } from 'pngjs';
-import { createSimulator, type Simulator } from '../src/simulator/server';
+import type { Simulator } from '../src/simulator/server';
 import {
   bodyFrom,
   http,
   newId,
+  postTranscript,
   postAndWait,
   promptMessages,
   shape,
+  simulatorPerTest,
   transcript,
   typeSequence,
-  WsClient,
   type Msg,
 } from './simulator-helpers';
 
 const JSON_TYPE = 'application/json; charset=utf-8';
 
 let sim: Simulator;
-const sockets: WsClient[] = [];
-const connect = async (clientId?: string) => {
-  const ws = await WsClient.connect(sim.url, clientId);
-  sockets.push(ws);
-  return ws;
-};
-
-beforeEach(async () => {
-  sim = await createSimulator({ progressIntervalMs: 20, samplerStepMs: 5 });
-});
-afterEach(async () => {
-  await Promise.all(sockets.splice(0).map((s) => s.close()));
-  await sim.close();
-});
+const { connect } = simulatorPerTest(
+  { progressIntervalMs: 20, samplerStepMs: 5 },
+  (s) => (sim = s),
+);
 
 describe('a successful prompt (success.json)', () => {
   const t = transcript('success');
@@ -356,13 +347,7 @@ describe('node catalogue', () => {
 
   it('counts executions at /_sim/executions', async () => {
     const ws = await connect('x');
-    const id = newId();
-    await http(
-      sim.url,
-      'POST',
-      '/prompt',
-      bodyFrom(transcript('success'), 0, { client_id: 'x', prompt_id: id }),
-    );
+    const { id } = await postTranscript(sim.url, 'success', 'x');
     await ws.done(id);
     expect((await http(sim.url, 'GET', '/_sim/executions')).json).toEqual({ [id]: 1 });
   });
