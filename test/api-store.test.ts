@@ -2,7 +2,7 @@ import { FlowProducer, Worker } from 'bullmq';
 import { snapshotOf, toJobView, type BullState, type JobSnapshot } from '../src/job/view';
 import { CANCEL_FIELD, IMAGE_JOB_NAME, jobKey, type ImageJob } from '../src/queue';
 import { redisOptions } from '../src/redis';
-import { manualWorker, startApiHarness, type ApiHarness } from './helpers/api-harness';
+import { harnessWithManualWorker, type ApiHarness } from './helpers/api-harness';
 import { QUEUE_POSITION_LIMIT } from '../src/job/progress';
 import { newJobData, type JobData, type JobResult } from '../src/job/data';
 
@@ -23,14 +23,9 @@ describe('job store: the snapshot script', () => {
   let worker: Worker<JobData, JobResult>;
   const token = 'test-token';
 
-  beforeAll(async () => {
-    h = await startApiHarness();
-    // a worker without a processor: the test takes jobs itself, as a worker would
-    worker = manualWorker(h.config);
-  });
-  afterAll(async () => {
-    await worker?.close();
-    await h?.close();
+  harnessWithManualWorker((harness, w) => {
+    h = harness;
+    worker = w;
   });
   beforeEach(async () => {
     await h.services.queue.obliterate({ force: true });

@@ -16,6 +16,7 @@ import { createLogger } from '../src/logger';
 import { jobKey } from '../src/queue';
 import { describeRedis, redisOptions, CLUSTER_OPTION } from '../src/redis';
 import { createSimulator, type Simulator } from '../src/simulator/server';
+import { bareAppDeps, closeApiServer } from './helpers/api-harness';
 import { startRedisCluster, type RedisCluster } from './helpers/cluster';
 import type { RedisServer } from './helpers/redis-server';
 import { FAST_ENV } from './helpers/system';
@@ -91,12 +92,7 @@ describe('on a real Redis Cluster', () => {
     const log = createLogger({ logLevel: 'warn' });
     services = await createApiServices(config, log);
     const app = createApp({
-      store: services.store,
-      parser: services.parser,
-      hub: services.hub,
-      comfy: services.comfy,
-      log,
-      apiKeys: [],
+      ...bareAppDeps(services, log),
       media: mediaSettings(config, services.storage),
     });
     server = app.listen(0, '127.0.0.1');
@@ -106,13 +102,7 @@ describe('on a real Redis Cluster', () => {
 
   afterAll(async () => {
     await killAll(procs);
-    if (server) {
-      const closed = once(server, 'close');
-      server.close();
-      services.hub.close();
-      server.closeAllConnections();
-      await closed;
-    }
+    if (server) await closeApiServer(server, services.hub);
     await services?.queue.obliterate({ force: true }).catch(() => undefined);
     await services?.close();
     await sim?.close();

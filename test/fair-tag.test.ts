@@ -1,7 +1,7 @@
 import { Worker } from 'bullmq';
 import request from 'supertest';
 import { fairKeys } from '../src/fair';
-import { manualWorker, startApiHarness, type ApiHarness } from './helpers/api-harness';
+import { harnessWithManualWorker, type ApiHarness } from './helpers/api-harness';
 import { tinyWorkflow } from './helpers/workflows';
 import type { JobData, JobResult } from '../src/job/data';
 
@@ -16,14 +16,9 @@ const BAND = 2 ** 32;
 describe('fair tag at enqueue', () => {
   let h: ApiHarness;
   let worker: Worker<JobData, JobResult>;
-  beforeAll(async () => {
-    h = await startApiHarness();
-    // takes jobs as a worker would, without running them
-    worker = manualWorker(h.config);
-  });
-  afterAll(async () => {
-    await worker?.close();
-    await h?.close();
+  harnessWithManualWorker((harness, w) => {
+    h = harness;
+    worker = w;
   });
 
   const post = async (userId: string, priority?: number) => {

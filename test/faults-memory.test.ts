@@ -8,6 +8,7 @@ import { createApp } from '../src/api/app';
 import { createApiServices, type ApiServices } from '../src/api/services';
 import { loadConfig } from '../src/config';
 import { createLogger } from '../src/logger';
+import { bareAppDeps } from './helpers/api-harness';
 import { freePort, startRedis, type RedisServer } from './helpers/redis-server';
 import { spawnWorker } from './helpers/worker-process';
 import { tinyWorkflow } from './helpers/workflows';
@@ -36,14 +37,7 @@ describe('Redis at maxmemory (noeviction)', () => {
     });
     const log = createLogger({ logLevel: 'silent' });
     services = await createApiServices(config, log);
-    app = createApp({
-      store: services.store,
-      parser: services.parser,
-      hub: services.hub,
-      comfy: services.comfy,
-      log,
-      apiKeys: [],
-    });
+    app = createApp(bareAppDeps(services, log));
   });
   afterAll(async () => {
     await services?.close();

@@ -59,6 +59,43 @@ export function manualWorker(config: Config): Worker<JobData, JobResult> {
   });
 }
 
+/**
+ * One harness for all the tests of a file (started before them, closed after them) and a
+ * `manualWorker` on its queue, handed to `use`: the tests take jobs themselves, as a worker
+ * would, without running them.
+ */
+export function harnessWithManualWorker(
+  use: (h: ApiHarness, worker: Worker<JobData, JobResult>) => void,
+  opts: HarnessOptions = {},
+): void {
+  let h: ApiHarness | undefined;
+  let worker: Worker<JobData, JobResult> | undefined;
+  beforeAll(async () => {
+    h = await startApiHarness(opts);
+    worker = manualWorker(h.config);
+    use(h, worker);
+  });
+  afterAll(async () => {
+    await worker?.close();
+    await h?.close();
+  });
+}
+
+/** An app's required parts on `services`, none of the optional ones (keys, limits, media). */
+export function bareAppDeps(services: ApiServices, log: Logger): ApiDeps {
+  const { store, parser, hub, comfy } = services;
+  return { store, parser, hub, comfy, log, apiKeys: [] };
+}
+
+/** Closes an API's HTTP server: its event streams ended (`hub`), every connection dropped. */
+export async function closeApiServer(server: Server, hub: { close(): void }): Promise<void> {
+  const closed = once(server, 'close');
+  server.close();
+  hub.close();
+  server.closeAllConnections();
+  await closed;
+}
+
 export function captureLogger(level = 'info') {
   const logs: Array<Record<string, unknown>> = [];
   const sink = new Writable({
@@ -122,13 +159,7 @@ export async function startApiHarness(opts: HarnessOptions = {}): Promise<ApiHar
       return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
     },
     async close() {
-      if (server) {
-        const closed = once(server, 'close');
-        server.close();
-        services.hub.close();
-        server.closeAllConnections();
-        await closed;
-      }
+      if (server) await closeApiServer(server, services.hub);
       await services.close();
       await redis.stop();
       if (config.storage.kind === 'file')
