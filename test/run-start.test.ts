@@ -103,6 +103,17 @@ const startedPids = (out: string) =>
     pid: Number(m[2]),
   }));
 
+/** The `PIDs name=pid …` line start.ts prints once everything runs, as name → pid. */
+async function printedPids(start: Proc): Promise<Record<string, string>> {
+  const [, line] = await start.waitFor(/PIDs\s+(.+)/);
+  return Object.fromEntries(
+    line
+      .trim()
+      .split(/\s+/)
+      .map((kv) => kv.split('=')),
+  );
+}
+
 const cleanups: (() => Promise<void> | void)[] = [];
 afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
@@ -137,13 +148,7 @@ test('npm start runs everything; a CLI job completes; SIGINT stops all of it in 
   );
   await start.waitFor(/ComfyUI\s+http:\/\/127\.0\.0\.1:\d+\s+\(simulator\)/);
   await start.waitFor(new RegExp(`data in ${dataDir.replace(/[/.]/g, '\\$&')}`));
-  const [, pidsLine] = await start.waitFor(/PIDs\s+(.+)/);
-  const pids = Object.fromEntries(
-    pidsLine
-      .trim()
-      .split(/\s+/)
-      .map((kv) => kv.split('=')),
-  );
+  const pids = await printedPids(start);
   expect(Object.keys(pids).sort()).toEqual(['api', 'redis', 'simulator', 'worker']);
 
   // the dashboard is mounted with the printed credentials
@@ -222,13 +227,7 @@ test('a child that dies stops the rest and start.ts exits non-zero', async () =>
   const dataDir = mkdtempSync(join(tmpdir(), 'cq-start-'));
   cleanups.push(() => rmSync(dataDir, { recursive: true, force: true }));
   const start = runStart(cleanEnv({ PORT: String(await freePort()), DATA_DIR: dataDir }));
-  const [, pidsLine] = await start.waitFor(/PIDs\s+(.+)/);
-  const pids = Object.fromEntries(
-    pidsLine
-      .trim()
-      .split(/\s+/)
-      .map((kv) => kv.split('=')),
-  );
+  const pids = await printedPids(start);
   process.kill(Number(pids.simulator), 'SIGKILL');
   expect((await start.exited).code).toBe(1);
   expect(stripVTControlCharacters(start.output())).toMatch(

@@ -1,5 +1,3 @@
-import { once } from 'node:events';
-import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import { randomBytes } from 'node:crypto';
 import { QueueEvents, Worker } from 'bullmq';
 import { Webhook } from 'standardwebhooks';
@@ -9,65 +7,20 @@ import { createLogger } from '../src/logger';
 import { createMetrics, type Metrics } from '../src/metrics';
 import { createImageQueue, IMAGE_JOB_NAME, type ImageQueue } from '../src/queue';
 import { redisOptions } from '../src/redis';
-import {
-  createNotifyFinished,
-  startWebhookWorker,
-  type Closable,
-  type WebhookEvent,
-} from '../src/webhooks';
+import { createNotifyFinished, startWebhookWorker } from '../src/webhooks';
+import type { Closable, WebhookEvent } from '../src/webhooks';
 import { createWebhookQueue, deliveryJobId, type WebhookQueue } from '../src/webhooks/queue';
 import { UNRESOLVABLE_ATTEMPTS } from '../src/webhooks/deliver';
 import type { LookupAll } from '../src/webhooks/url-policy';
 import { startRedis, type RedisServer } from './helpers/redis-server';
+import { HOOK_SECRET, startReceiver, type Receiver } from './helpers/webhook-receiver';
 import { waitFor } from './helpers/wait';
 import { tinyWorkflow } from './helpers/workflows';
 import { newJobData, type JobData, type JobResult } from '../src/job/data';
 
-const SECRET = `whsec_${randomBytes(32).toString('base64')}`;
 const FAST = { attempts: 6, backoffMs: 40, timeoutMs: 400, recheckMs: 50 };
 const log = createLogger({ logLevel: 'silent' });
 const OUTPUTS = [{ nodeId: '3', filename: 'x_00001_.png', subfolder: '', type: 'output' }];
-
-interface Received {
-  headers: IncomingHttpHeaders;
-  body: string;
-}
-
-/** A real HTTP receiver; `answer(n)` is the status of the n-th request (1-based), or 'hang'. */
-async function startReceiver(answer: (n: number) => number | 'hang') {
-  const received: Received[] = [];
-  const waiters: (() => void)[] = [];
-  const server: Server = createServer((req, res) => {
-    let body = '';
-    req.setEncoding('utf8');
-    req.on('data', (c: string) => (body += c));
-    req.on('end', () => {
-      const n = received.push({ headers: req.headers, body });
-      const status = answer(n);
-      if (status !== 'hang') res.writeHead(status).end(status < 300 ? 'ok' : 'nope');
-      waiters.splice(0).forEach((w) => w());
-    });
-  });
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const port = (server.address() as { port: number }).port;
-  return {
-    url: `http://127.0.0.1:${port}/hooks/comfy?token=t0k`,
-    port,
-    received,
-    /** resolves with the n-th request once it has been answered */
-    async request(n: number): Promise<Received> {
-      while (received.length < n) await new Promise<void>((r) => waiters.push(r));
-      return received[n - 1];
-    },
-    async close() {
-      server.closeAllConnections();
-      server.close();
-      await once(server, 'close');
-    },
-  };
-}
-type Receiver = Awaited<ReturnType<typeof startReceiver>>;
 
 let redis: RedisServer;
 beforeAll(async () => {
@@ -82,7 +35,7 @@ async function setup(env: Record<string, string> = {}, resolve?: LookupAll) {
   const config: Config = loadConfig({
     REDIS_URL: redis.url,
     QUEUE_NAME: `wq-${randomBytes(4).toString('hex')}`,
-    WEBHOOK_SECRET: SECRET,
+    WEBHOOK_SECRET: HOOK_SECRET,
     WEBHOOK_ALLOW_PRIVATE: '1',
     LOG_LEVEL: 'silent',
     ...env,
@@ -187,7 +140,7 @@ describe('webhook delivery (real Redis, real HTTP receiver)', () => {
     );
 
     // every attempt is signed with the same message id; the library's verifier accepts them
-    const wh = new Webhook(SECRET);
+    const wh = new Webhook(HOOK_SECRET);
     const ids = new Set(receiver.received.map((r) => r.headers['webhook-id']));
     expect(ids.size).toBe(1);
     for (const r of receiver.received) {

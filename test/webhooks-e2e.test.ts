@@ -1,18 +1,12 @@
-import { once } from 'node:events';
-import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
-import { randomBytes } from 'node:crypto';
 import { Webhook } from 'standardwebhooks';
 import { createLogger } from '../src/logger';
 import { IMAGE_JOB_NAME } from '../src/queue';
-import {
-  createNotifyFinished,
-  startWebhookWorker,
-  type Closable,
-  type WebhookEvent,
-} from '../src/webhooks';
+import { createNotifyFinished, startWebhookWorker } from '../src/webhooks';
+import type { Closable, WebhookEvent } from '../src/webhooks';
 import { createWebhookQueue, deliveryJobId } from '../src/webhooks/queue';
 import { startSystem, type TestSystem } from './helpers/system';
 import { waitFor } from './helpers/wait';
+import { HOOK_SECRET, startReceiver, type Receiver } from './helpers/webhook-receiver';
 import { tinyWorkflow } from './helpers/workflows';
 import { newJobData, type Workflow } from '../src/job/data';
 
@@ -21,31 +15,17 @@ import { newJobData, type Workflow } from '../src/job/data';
  * ComfyUI simulator, and the webhook worker.
  */
 
-const SECRET = `whsec_${randomBytes(32).toString('base64')}`;
 const log = createLogger({ logLevel: 'silent' });
 
 let sys: TestSystem;
-let server: Server;
-let receiverUrl: string;
-const received: { headers: IncomingHttpHeaders; body: string }[] = [];
+let receiver: Receiver;
 let notify: ReturnType<typeof createNotifyFinished>;
 let webhooks: Closable;
 
 beforeAll(async () => {
-  server = createServer((req, res) => {
-    let body = '';
-    req.setEncoding('utf8');
-    req.on('data', (c: string) => (body += c));
-    req.on('end', () => {
-      received.push({ headers: req.headers, body });
-      res.writeHead(200).end();
-    });
-  });
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  receiverUrl = `http://127.0.0.1:${(server.address() as { port: number }).port}/hook`;
+  receiver = await startReceiver(() => 200);
 
-  sys = await startSystem({ WEBHOOK_SECRET: SECRET, WEBHOOK_ALLOW_PRIVATE: '1' });
+  sys = await startSystem({ WEBHOOK_SECRET: HOOK_SECRET, WEBHOOK_ALLOW_PRIVATE: '1' });
   const { config } = sys;
   notify = createNotifyFinished(config, { delivery: { backoffMs: 50 } });
   webhooks = await startWebhookWorker(config, { log, delivery: { backoffMs: 50, recheckMs: 50 } });
@@ -61,14 +41,13 @@ afterAll(async () => {
     await wq.close();
     await sys.close();
   }
-  server?.closeAllConnections();
-  server?.close();
+  await receiver?.close();
 });
 
 async function run(workflow: Workflow) {
   const job = await sys.queue.add(
     IMAGE_JOB_NAME,
-    newJobData(workflow, { jobType: 'e2e', webhookUrl: receiverUrl }, Date.now()),
+    newJobData(workflow, { jobType: 'e2e', webhookUrl: receiver.url }, Date.now()),
   );
   const wq = createWebhookQueue(sys.config);
   try {
@@ -79,9 +58,11 @@ async function run(workflow: Workflow) {
   } finally {
     await wq.close();
   }
-  const mine = received.filter((r) => (JSON.parse(r.body) as WebhookEvent).data.id === job.id);
+  const mine = receiver.received.filter(
+    (r) => (JSON.parse(r.body) as WebhookEvent).data.id === job.id,
+  );
   expect(mine).toHaveLength(1);
-  const event = new Webhook(SECRET).verify(
+  const event = new Webhook(HOOK_SECRET).verify(
     mine[0].body,
     mine[0].headers as Record<string, string>,
   ) as WebhookEvent;
