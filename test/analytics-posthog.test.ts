@@ -5,6 +5,7 @@ import { gunzipSync } from 'node:zlib';
 import { createAnalytics, posthogSink } from '../src/analytics-posthog';
 import { createLogger } from '../src/logger';
 import { waitFor } from './helpers/wait';
+import { jobEvents } from './helpers/job-events';
 
 interface Batch {
   path: string;
@@ -77,25 +78,9 @@ describe('PostHog sink (real posthog-node, real HTTP)', () => {
       userId: 'user-7',
       jobId: 'j-1',
     });
-    sink.capture('comfyui_job_recovered', 'j-2', {
-      promptId: 'p-2',
-      jobAge: 42,
-      recoveryTime: 1234,
-      jobId: 'j-2',
-      reason: 'stall',
-    });
-    sink.capture('comfyui_job_completed', 'user-7', {
-      promptId: 'p-1',
-      jobId: 'j-1',
-      durationMs: 5000,
-      jobType: 'txt2img',
-    });
-    sink.capture('comfyui_job_failed', 'j-3', {
-      jobId: 'j-3',
-      code: 'execution_error',
-      durationMs: 800,
-      jobType: 'txt2img',
-    });
+    sink.capture('comfyui_job_recovered', 'j-2', jobEvents.comfyui_job_recovered);
+    sink.capture('comfyui_job_completed', 'user-7', jobEvents.comfyui_job_completed);
+    sink.capture('comfyui_job_failed', 'j-3', jobEvents.comfyui_job_failed);
     expect(ingest.requests).toHaveLength(0);
     await sink.close();
     await sink.close(); // idempotent

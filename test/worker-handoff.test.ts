@@ -1,6 +1,6 @@
 import { Job } from 'bullmq';
-import { createSimulator, type Simulator } from '../src/simulator/server';
-import { simVersion, startSystem, type TestSystem } from './helpers/system';
+import type { Simulator } from '../src/simulator/server';
+import { startSystem, type TestSystem } from './helpers/system';
 import { waitFor } from './helpers/wait';
 import { killAll, spawnWorker, type WorkerProcess } from './helpers/worker-process';
 import { sleepWorkflow } from './helpers/workflows';
@@ -13,23 +13,18 @@ import type { JobProgress } from '../src/job/progress';
  * live and never goes backwards; the end is seen from the submitter's events).
  */
 let sys: TestSystem;
-let extra: Simulator[] = [];
 const procs: WorkerProcess[] = [];
 /** polls rarely, so only the WebSocket can make progress and the end prompt */
 const LIVE = { POLL_INTERVAL_MS: '3000', PROGRESS_STEP_PERCENT: '5', PROGRESS_INTERVAL_MS: '100' };
 
 beforeAll(async () => {
-  extra = await Promise.all(
-    [0, 1].map(() => createSimulator({ progressIntervalMs: 50, version: simVersion() })),
-  );
-  sys = await startSystem();
+  sys = await startSystem({}, {}, 3);
 });
 afterEach(async () => {
   await killAll(procs);
 });
 afterAll(async () => {
   await sys?.close();
-  await Promise.all(extra.map((s) => s.close()));
 });
 
 async function job(id: string) {
@@ -71,7 +66,7 @@ async function promptEnd(sim: Simulator, promptId: string): Promise<number> {
 }
 
 test('an instance removed from COMFYUI_URL: the job is resubmitted on another at once', async () => {
-  const [a, b, c] = [sys.sim, ...extra];
+  const [a, b, c] = sys.sims;
   const first = await sys.startWorker({ COMFYUI_URL: a.url });
   const id = await sys.enqueue(sleepWorkflow(2, 'replaced'));
   await waitFor('the prompt to run on the old instance', async () => {

@@ -1,7 +1,7 @@
 import { Job } from 'bullmq';
-import { createSimulator, type Simulator } from '../src/simulator/server';
+import type { Simulator } from '../src/simulator/server';
 import { durations, monitorInstances } from './helpers/instance-monitor';
-import { simVersion, startSystem, type TestSystem } from './helpers/system';
+import { startSystem, type TestSystem } from './helpers/system';
 import { waitFor } from './helpers/wait';
 import { killAll, spawnWorker, type WorkerProcess } from './helpers/worker-process';
 import { sleepWorkflow } from './helpers/workflows';
@@ -15,26 +15,21 @@ import type { JobData, JobResult } from '../src/job/data';
  * prompt that starts just as it is being moved is followed where it runs, not run twice.
  */
 let sys: TestSystem;
-let extra: Simulator[] = [];
 let sims: Simulator[];
 const procs: WorkerProcess[] = [];
 
 beforeAll(async () => {
-  extra = await Promise.all(
-    [0, 1].map(() => createSimulator({ progressIntervalMs: 50, version: simVersion() })),
+  // three instances; locks (and slot leases) that survive a loaded machine's event-loop stalls
+  sys = await startSystem(
+    { WORKER_CONCURRENCY: '2', LOCK_DURATION_MS: '5000', STALLED_INTERVAL_MS: '2000' },
+    {},
+    3,
   );
-  // locks (and slot leases) that survive a loaded machine's event-loop stalls
-  sys = await startSystem({
-    WORKER_CONCURRENCY: '2',
-    LOCK_DURATION_MS: '5000',
-    STALLED_INTERVAL_MS: '2000',
-  });
-  sims = [sys.sim, ...extra];
+  sims = sys.sims;
 });
 afterAll(async () => {
   await killAll(procs);
   await sys?.close();
-  await Promise.all(extra.map((s) => s.close()));
 });
 
 interface ComfyQueue {

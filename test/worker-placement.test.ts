@@ -1,7 +1,6 @@
 import { Job } from 'bullmq';
-import { createSimulator, type Simulator } from '../src/simulator/server';
 import { durations, monitorInstances } from './helpers/instance-monitor';
-import { simVersion, startSystem, type TestSystem } from './helpers/system';
+import { startSystem, type TestSystem } from './helpers/system';
 import { waitFor } from './helpers/wait';
 import { killAll, spawnWorker, type WorkerProcess } from './helpers/worker-process';
 import { sleepWorkflow, tinyWorkflow } from './helpers/workflows';
@@ -13,28 +12,23 @@ import type { JobData, JobResult } from '../src/job/data';
  * coming back, no-capacity waits that use no attempt.
  */
 let sys: TestSystem;
-let extra: Simulator[] = [];
 /** issue #13's 0.5–3 s jobs run at half their length, to keep the test's cost bounded */
 const SPEED = 0.5;
 let urls: string[];
 const procs: WorkerProcess[] = [];
 
 beforeAll(async () => {
-  extra = await Promise.all(
-    [0, 1].map(() => createSimulator({ progressIntervalMs: 50, version: simVersion() })),
+  // three instances; locks (and slot leases) that survive a loaded machine's event-loop stalls
+  sys = await startSystem(
+    { WORKER_CONCURRENCY: '1', LOCK_DURATION_MS: '5000', STALLED_INTERVAL_MS: '2000' },
+    {},
+    3,
   );
-  // locks (and slot leases) that survive a loaded machine's event-loop stalls
-  sys = await startSystem({
-    WORKER_CONCURRENCY: '1',
-    LOCK_DURATION_MS: '5000',
-    STALLED_INTERVAL_MS: '2000',
-  });
-  urls = [sys.sim, ...extra].map((s) => s.url);
+  urls = sys.sims.map((s) => s.url);
 });
 afterAll(async () => {
   await killAll(procs);
   await sys?.close();
-  await Promise.all(extra.map((s) => s.close()));
 });
 
 /** two workers in this process and one child process (the one the second test kills) */
@@ -85,7 +79,7 @@ async function placementRun(
   );
   for (const j of jobs) expect(j.data.state.status).toBe('completed');
   // every prompt ran exactly once, across all instances
-  const runs = [sys.sim, ...extra].map((s) => s.executions());
+  const runs = sys.sims.map((s) => s.executions());
   for (const j of jobs) {
     const p = j.data.state.promptId!;
     expect(runs.reduce((n, r) => n + (r[p] ?? 0), 0)).toBe(1);

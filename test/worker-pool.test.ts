@@ -1,5 +1,4 @@
 import { Job } from 'bullmq';
-import { createSimulator, type Simulator } from '../src/simulator/server';
 import { startSystem, type TestSystem } from './helpers/system';
 import { waitFor } from './helpers/wait';
 import { sleepWorkflow } from './helpers/workflows';
@@ -7,18 +6,16 @@ import type { JobData, JobResult } from '../src/job/data';
 
 /** Several ComfyUI instances: jobs spread, a dead instance gets no new jobs, nothing runs twice. */
 let sys: TestSystem;
-let extra: Simulator[] = [];
 
 beforeAll(async () => {
-  extra = [
-    await createSimulator({ progressIntervalMs: 50 }),
-    await createSimulator({ progressIntervalMs: 50 }),
-  ];
-  sys = await startSystem({ WORKER_CONCURRENCY: '2', JOB_ATTEMPTS: '3', RETRY_BACKOFF_MS: '100' });
+  sys = await startSystem(
+    { WORKER_CONCURRENCY: '2', JOB_ATTEMPTS: '3', RETRY_BACKOFF_MS: '100' },
+    {},
+    3,
+  );
 });
 afterAll(async () => {
   await sys?.close();
-  await Promise.all(extra.map((s) => s.close()));
 });
 
 async function settle(ids: string[]) {
@@ -32,12 +29,12 @@ async function settle(ids: string[]) {
 }
 
 test('30 jobs on three instances: spread; one instance killed mid-run; new jobs avoid it; nothing runs twice', async () => {
-  const sims = [sys.sim, ...extra];
+  const sims = sys.sims;
   await sys.startWorker({ COMFYUI_URL: sims.map((s) => s.url).join(',') });
   const first = await Promise.all(
     Array.from({ length: 20 }, (_, i) => sys.enqueue(sleepWorkflow(0.3, `pool-a${i}`))),
   );
-  const victim = extra[1];
+  const victim = sys.sims[2];
   await waitFor(
     'the victim instance to run a prompt',
     () => Object.keys(victim.executions()).length > 0,
@@ -70,7 +67,7 @@ test('30 jobs on three instances: spread; one instance killed mid-run; new jobs 
     expect(await j.getState()).toBe('completed');
     expect(j.data.state.comfyuiUrl).not.toBe(victim.url);
   }
-  for (const s of [sys.sim, extra[0]]) {
+  for (const s of sys.sims.slice(0, 2)) {
     for (const [promptId, n] of Object.entries(s.executions()))
       expect([promptId, n]).toEqual([promptId, 1]);
   }

@@ -219,28 +219,17 @@ export class Validator {
     extra: JsonObject,
     info: Json,
   ): PromptError | null {
-    if (Object.hasOwn(extra, 'min') && pyLess(val, extra.min)) {
+    // execution.py checks min, then max (each compare may raise), with the same error shape
+    for (const [bound, word, outside] of [
+      ['min', 'smaller', () => pyLess(val, extra.min)],
+      ['max', 'bigger', () => pyLess(extra.max, val)],
+    ] as const) {
+      if (!Object.hasOwn(extra, bound) || !outside()) continue;
       return err(
-        'value_smaller_than_min',
-        `Value ${pyStr(val)} smaller than min of ${pyStr(extra.min)}`,
+        `value_${word}_than_${bound}`,
+        `Value ${pyStr(val)} ${word} than ${bound} of ${pyStr(extra[bound])}`,
         x,
-        {
-          input_name: x,
-          input_config: info,
-          received_value: val,
-        },
-      );
-    }
-    if (Object.hasOwn(extra, 'max') && pyLess(extra.max, val)) {
-      return err(
-        'value_bigger_than_max',
-        `Value ${pyStr(val)} bigger than max of ${pyStr(extra.max)}`,
-        x,
-        {
-          input_name: x,
-          input_config: info,
-          received_value: val,
-        },
+        { input_name: x, input_config: info, received_value: val },
       );
     }
     if (!Array.isArray(type) && type !== 'COMBO') return null;

@@ -42,6 +42,8 @@ export const FAST_ENV = {
 export interface TestSystem {
   redis: RedisServer;
   sim: Simulator;
+  /** every simulator of the system, `sim` first (`startSystem`'s `instances`) */
+  sims: Simulator[];
   env: Record<string, string>;
   config: Config;
   queue: ImageQueue;
@@ -51,17 +53,22 @@ export interface TestSystem {
   close(): Promise<void>;
 }
 
-/** A real redis-server, a simulator, a producer queue and QueueEvents, isolated by queue name. */
+/**
+ * A real redis-server, `instances` simulators (COMFYUI_URL names the first), a producer queue
+ * and QueueEvents, isolated by queue name.
+ */
 export async function startSystem(
   envOverrides: Record<string, string> = {},
   simOptions: SimulatorOptions = {},
+  instances = 1,
 ): Promise<TestSystem> {
   const redis = await startRedis();
-  const sim = await createSimulator({
-    progressIntervalMs: 50,
-    version: simVersion(),
-    ...simOptions,
-  });
+  const sims = await Promise.all(
+    Array.from({ length: instances }, () =>
+      createSimulator({ progressIntervalMs: 50, version: simVersion(), ...simOptions }),
+    ),
+  );
+  const sim = sims[0];
   const env: Record<string, string> = {
     ...FAST_ENV,
     REDIS_URL: redis.url,
@@ -83,6 +90,7 @@ export async function startSystem(
   return {
     redis,
     sim,
+    sims,
     env,
     config,
     queue,
@@ -106,7 +114,7 @@ export async function startSystem(
       await events.close();
       await queue.obliterate({ force: true }).catch(() => undefined);
       await queue.close();
-      await sim.close();
+      await Promise.all(sims.map((s) => s.close()));
       await redis.stop();
       if (config.storage.kind === 'file')
         rmSync(config.storage.dir, { recursive: true, force: true });

@@ -12,6 +12,25 @@ export function tinyWorkflow(
   };
 }
 
+/**
+ * The one output `tinyWorkflow(prefix)` leaves in a finished job's return value: its
+ * SaveImage copied to storage under the job's key (`key` defaults to any job's).
+ */
+export function tinyOutput(
+  prefix: string,
+  key: unknown = expect.stringMatching(/^jobs\/.+\/outputs\/0$/),
+): Record<string, unknown> {
+  return {
+    nodeId: '3',
+    filename: `${prefix}_00001_.png`,
+    subfolder: '',
+    type: 'output',
+    contentType: 'image/png',
+    size: expect.any(Number),
+    key,
+  };
+}
+
 /** EmptyImage → TestSleep{seconds} → SaveImage: runs `seconds` with progress, interruptible. */
 export function sleepWorkflow(
   seconds: number,

@@ -1,34 +1,19 @@
 import { fanOutSink, type AnalyticsSink } from '../../src/analytics';
 import { createMetrics, metricsSink } from '../../src/metrics';
+import { jobEvents } from '../helpers/job-events';
 
 test('job events move the Prometheus counters', async () => {
   const m = createMetrics();
   const sink = metricsSink(m);
-  sink.capture('comfyui_job_started', 'u', { jobId: '1', jobType: 't', waitMs: 20 });
-  sink.capture('comfyui_job_completed', 'u', {
-    jobId: '1',
-    promptId: 'p',
-    durationMs: 1500,
-    jobType: 't',
-  });
-  sink.capture('comfyui_job_failed', 'u', {
-    jobId: '2',
-    code: 'recovery_cutoff',
-    durationMs: 10,
-    jobType: 't',
-  });
-  sink.capture('comfyui_job_recovered', 'u', {
-    jobId: '3',
-    promptId: 'p',
-    jobAge: 5,
-    recoveryTime: 20,
-    reason: 'handoff',
-  });
+  sink.capture('comfyui_job_started', 'u', { jobId: 'j-1', jobType: 'txt2img', waitMs: 20 });
+  sink.capture('comfyui_job_completed', 'u', jobEvents.comfyui_job_completed);
+  sink.capture('comfyui_job_failed', 'u', jobEvents.comfyui_job_failed);
+  sink.capture('comfyui_job_recovered', 'u', jobEvents.comfyui_job_recovered);
   sink.capture('comfyui_job_resubmitted', 'u', { jobId: '3', promptId: 'p' });
   const text = await m.registry.metrics();
-  expect(text).toContain('comfyui_jobs_completed_total{job_type="t"} 1');
-  expect(text).toContain('comfyui_jobs_failed_total{code="recovery_cutoff"} 1');
-  expect(text).toContain('comfyui_job_recoveries_total{reason="handoff"} 1');
+  expect(text).toContain('comfyui_jobs_completed_total{job_type="txt2img"} 1');
+  expect(text).toContain('comfyui_jobs_failed_total{code="execution_error"} 1');
+  expect(text).toContain('comfyui_job_recoveries_total{reason="stall"} 1');
   expect(text).toContain('comfyui_job_resubmissions_total 1');
   expect(text).toContain('comfyui_job_wait_seconds_count 1');
 });
