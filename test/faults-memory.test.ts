@@ -1,6 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import IORedis from 'ioredis';
 import request from 'supertest';
@@ -21,6 +23,10 @@ import { tinyWorkflow } from './helpers/workflows';
  */
 
 const workflow = tinyWorkflow('mem');
+// its own files, as the test environment gives every process a test file spawns: an API's
+// retention sweep removes files of jobs its Redis does not know
+const files = mkdtempSync(join(tmpdir(), 'cq-files-'));
+afterAll(() => rmSync(files, { recursive: true, force: true }));
 
 describe('Redis at maxmemory (noeviction)', () => {
   let redis: RedisServer;
@@ -34,6 +40,7 @@ describe('Redis at maxmemory (noeviction)', () => {
     const config = loadConfig({
       REDIS_URL: redis.url,
       QUEUE_NAME: `mem-${randomBytes(4).toString('hex')}`,
+      STORAGE_URL: `file://${files}`,
     });
     const log = createLogger({ logLevel: 'silent' });
     services = await createApiServices(config, log);

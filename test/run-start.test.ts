@@ -65,6 +65,8 @@ function cleanEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
     'DASHBOARD_PASSWORD',
     'API_KEYS',
     'PORT',
+    'STORAGE_URL',
+    'BUCKET_NAME',
   ]) {
     delete env[k];
   }
@@ -147,7 +149,10 @@ test('npm start runs everything; a CLI job completes; SIGINT stops all of it in 
     /Dashboard\s+\S+\s+\(user (\S+), password ([^\s;]+)/,
   );
   await start.waitFor(/ComfyUI\s+http:\/\/127\.0\.0\.1:\d+\s+\(simulator\)/);
-  await start.waitFor(new RegExp(`data in ${dataDir.replace(/[/.]/g, '\\$&')}`));
+  const inDataDir = (sub: string) => `${dataDir}/${sub}`.replace(/[/.]/g, '\\$&');
+  await start.waitFor(new RegExp(`data in ${inDataDir('redis')}`));
+  // the stored files follow DATA_DIR: a system never shares (and sweeps) another's folder
+  await start.waitFor(new RegExp(`Files\\s+file://${inDataDir('files')}\\s`));
   const pids = await printedPids(start);
   expect(Object.keys(pids).sort()).toEqual(['api', 'redis', 'simulator', 'worker']);
 
@@ -174,8 +179,12 @@ test('npm start runs everything; a CLI job completes; SIGINT stops all of it in 
   const urls = cli.output().match(/http:\/\/\S+\/v1\/jobs\/\S+\/outputs\/\d+/g) ?? [];
   expect(urls).toHaveLength(1);
   const image = await fetch(urls[0]!);
-  expect(image.status).toBe(200);
+  // on a failure, the answer's error says which of the 404s it was
+  const body = image.status === 200 ? '' : await image.text();
+  expect({ status: image.status, body }).toEqual({ status: 200, body: '' });
   expect(image.headers.get('content-type')).toContain('image/png');
+  const [, jobId] = /\/v1\/jobs\/([^/]+)\/outputs\/0$/.exec(urls[0]!)!;
+  expect(readdirSync(join(dataDir, 'files', 'jobs', jobId, 'outputs'))).toEqual(['0']);
 
   // the children are live and tagged; SIGINT stops them all, API and worker first, Redis last
   const spawned = startedPids(start.output()).map((s) => s.pid);

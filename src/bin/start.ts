@@ -4,8 +4,9 @@
  * and one worker; prints the URLs once all are ready. SIGINT/SIGTERM stops them in order
  * (API and worker, then simulator, then Redis); a second signal kills them at once. If a
  * child dies on its own, the rest is stopped and the exit code is 1.
- * DATA_DIR (default ./.data) holds the local Redis data, the simulator's output files and its
- * port (`simulator.port`: the same address across restarts, so jobs find their instance).
+ * DATA_DIR (default ./.data) holds the local Redis data, the stored files (`files/`, unless
+ * STORAGE_URL or BUCKET_NAME says otherwise), the simulator's output files and its port
+ * (`simulator.port`: the same address across restarts, so jobs find their instance).
  */
 import { randomBytes } from 'node:crypto';
 import { extname, join, resolve } from 'node:path';
@@ -80,8 +81,12 @@ async function startAll(s: Supervisor, env: NodeJS.ProcessEnv): Promise<string[]
   if (!(await isPortFree(apiPort))) {
     throw new StartError(`port ${apiPort} is already in use: stop what listens there or set PORT`);
   }
-  const base = { ...env, LOG_PRETTY: env.LOG_PRETTY ?? '1' };
   const dataDir = resolve(env.DATA_DIR?.trim() || '.data');
+  // the API's retention sweep removes files of jobs its Redis does not know: two systems
+  // must never share a folder, so the files follow DATA_DIR with the rest of the data
+  const storage =
+    env.STORAGE_URL || env.BUCKET_NAME ? {} : { STORAGE_URL: `file://${join(dataDir, 'files')}` };
+  const base = { ...env, ...storage, LOG_PRETTY: env.LOG_PRETTY ?? '1' };
 
   const [redis, comfy] = await Promise.all([
     (async () => {
@@ -137,6 +142,7 @@ async function startAll(s: Supervisor, env: NodeJS.ProcessEnv): Promise<string[]
     `  Dashboard  ${apiUrl}/admin/queues  (${credentials})`,
     `  ComfyUI    ${comfy.url}${comfy.note}`,
     `  Redis      ${redactRedisUrl(redis.url)}  (${redis.where})`,
+    `  Files      ${base.STORAGE_URL ?? `s3://${env.BUCKET_NAME}`}`,
     `  PIDs       ${s
       .children()
       .filter((c) => c.isRunning())

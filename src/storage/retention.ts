@@ -6,7 +6,8 @@ import type { Storage } from './types';
 /**
  * Retention of stored files (DESIGN "Media in", "Media out"): a job's objects
  * (`jobs/<id>/…`) go once the job is gone from Redis (removed by retention, by the periodic
- * clean or by BullMQ's own age removal, which reports no ids: hence a sweep, not a hook);
+ * clean or by BullMQ's own age removal, which reports no ids: hence a sweep, not a hook)
+ * and its newest object is older than RETENTION_MS;
  * an upload goes once it is older than RETENTION_MS and no existing job refers to it (a
  * `pending.*` mark, written while a job is being created, counts for PENDING_REF_MS).
  */
@@ -27,9 +28,17 @@ export async function sweepStorage(deps: SweepDeps): Promise<number> {
   const { storage } = deps;
   let removed = 0;
 
-  const jobIds = [...new Set((await storage.list('jobs/')).map((o) => o.key.split('/')[1]))];
-  const jobLive = await deps.jobsExist(jobIds);
-  for (const [i, id] of jobIds.entries()) {
+  // a job's files are written while it exists, and it exists until RETENTION_MS after it
+  // finished: files newer than that whose job is unknown are another system's (a folder or
+  // bucket shared by mistake), never ours to remove
+  const newest = new Map<string, number>();
+  for (const o of await storage.list('jobs/')) {
+    const id = o.key.split('/')[1];
+    newest.set(id, Math.max(newest.get(id) ?? 0, o.lastModified.getTime()));
+  }
+  const old = [...newest].filter(([, ms]) => ms <= now - deps.retentionMs).map(([id]) => id);
+  const jobLive = old.length > 0 ? await deps.jobsExist(old) : [];
+  for (const [i, id] of old.entries()) {
     if (!jobLive[i]) removed += await storage.deletePrefix(keys.job(id));
   }
 

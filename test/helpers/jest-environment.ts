@@ -5,19 +5,32 @@
  * test failed or timed out) kills whatever is still running. A jest worker whose parent
  * died (jest SIGKILLed) would run its test file to the end: it ends the scope and exits
  * at once instead.
+ * Each test file also has its own storage folder, the default STORAGE_URL of whatever it
+ * spawns: an API's retention sweep removes the files of jobs its Redis does not know, so two
+ * systems must never share one (the checkout's ./.data/files would be that folder).
  */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import NodeEnvironment from 'jest-environment-node';
 import { installScope, newScopeToken, SCOPE_VAR, startReaper, type Reaper } from './process-scope';
 
 export default class ScopedEnvironment extends NodeEnvironment {
   private readonly reaper: Reaper;
+  private readonly files: string;
   private readonly onParentGone = () => void this.reaper.close().finally(() => process.exit(1));
 
   constructor(...args: ConstructorParameters<typeof NodeEnvironment>) {
     const token = newScopeToken();
     // before super(): the test's `process.env` is a copy taken there
     process.env[SCOPE_VAR] = token;
+    const files = mkdtempSync(join(tmpdir(), 'cq-test-files-'));
+    const storageUrl = process.env.STORAGE_URL;
+    process.env.STORAGE_URL = `file://${files}`;
     super(...args);
+    if (storageUrl === undefined) delete process.env.STORAGE_URL;
+    else process.env.STORAGE_URL = storageUrl;
+    this.files = files;
     this.reaper = startReaper(token);
     installScope(this.global, this.reaper);
     // in a jest worker (a child with an IPC channel to jest), the channel closes with jest
@@ -30,6 +43,7 @@ export default class ScopedEnvironment extends NodeEnvironment {
       await this.reaper.close();
     } finally {
       delete process.env[SCOPE_VAR];
+      rmSync(this.files, { recursive: true, force: true });
       await super.teardown();
     }
   }
