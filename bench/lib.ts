@@ -11,8 +11,8 @@
  * and node children preload `exit-with-parent`, so nothing outlives the benchmark.
  */
 import { execFileSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
-import { cpus } from 'node:os';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import IORedis from 'ioredis';
 import { spawnChild, type ManagedChild } from '../src/run/child';
@@ -309,6 +309,28 @@ export async function startSimulator(
   };
 }
 
+/** storage folder per Redis (one system each), removed when the benchmark exits */
+const filesByRedis = new Map<string, string>();
+
+/**
+ * The default storage of the system on `redisUrl`: a temporary folder of its own, never the
+ * checkout's ./.data/files (`npm start`'s), because an API's retention sweep removes the
+ * old files of jobs its Redis does not know.
+ */
+function filesFor(redisUrl: string): string {
+  let dir = filesByRedis.get(redisUrl);
+  if (!dir) {
+    if (filesByRedis.size === 0) {
+      process.once('exit', () => {
+        for (const d of filesByRedis.values()) rmSync(d, { recursive: true, force: true });
+      });
+    }
+    dir = mkdtempSync(join(tmpdir(), 'cq-bench-files-'));
+    filesByRedis.set(redisUrl, dir);
+  }
+  return `file://${dir}`;
+}
+
 /** Settings every worker and API child of the benchmark gets (defaults otherwise). */
 export function serviceEnv(
   redisUrl: string,
@@ -320,6 +342,7 @@ export function serviceEnv(
     QUEUE_NAME: queueName,
     METRICS_PORT: '0',
     LOG_LEVEL: 'info',
+    STORAGE_URL: filesFor(redisUrl),
     ...extra,
   };
 }

@@ -113,10 +113,11 @@ export async function startApiHarness(opts: HarnessOptions = {}): Promise<ApiHar
     REDIS_URL: redis.url,
     QUEUE_NAME: `api-${randomBytes(4).toString('hex')}`,
     COMFYUI_URL: 'http://127.0.0.1:1',
-    STORAGE_URL: `file://${mkdtempSync(join(tmpdir(), 'cq-files-'))}`,
     LOG_LEVEL: 'info',
     ...opts.env,
   };
+  // a folder of its own (removed by close) unless the test brings its storage
+  env.STORAGE_URL ??= `file://${mkdtempSync(join(tmpdir(), 'cq-files-'))}`;
   const config = loadConfig(env);
   const { log, logs } = captureLogger(opts.logLevel ?? 'info');
   let services: ApiServices;

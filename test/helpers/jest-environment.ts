@@ -3,8 +3,8 @@
  * the scope's token is in `process.env` before the file's code runs, so everything it
  * spawns carries it, and the teardown (after the file's own afterAll hooks, also when a
  * test failed or timed out) kills whatever is still running. A jest worker whose parent
- * died (jest SIGKILLed) would run its test file to the end: it ends the scope and exits
- * at once instead.
+ * died (jest SIGKILLed) would run its test file to the end: it exits at once instead, and
+ * its reaper, seeing the pipe close, kills the scope.
  * Each test file also has its own storage folder, the default STORAGE_URL of whatever it
  * spawns: an API's retention sweep removes the files of jobs its Redis does not know, so two
  * systems must never share one (the checkout's ./.data/files would be that folder).
@@ -18,7 +18,16 @@ import { installScope, newScopeToken, SCOPE_VAR, startReaper, type Reaper } from
 export default class ScopedEnvironment extends NodeEnvironment {
   private readonly reaper: Reaper;
   private readonly files: string;
-  private readonly onParentGone = () => void this.reaper.close().finally(() => process.exit(1));
+  /**
+   * jest is gone: exit at once. The reaper sees its pipe close when this process ends and
+   * kills the scope then. Waiting for it here instead let the file's next test spawn an
+   * `npm start` after the reaper's last look, which outlived a SIGTERMed jest (seen once,
+   * under two CPU hogs).
+   */
+  private readonly onParentGone = () => {
+    rmSync(this.files, { recursive: true, force: true });
+    process.exit(1);
+  };
 
   constructor(...args: ConstructorParameters<typeof NodeEnvironment>) {
     const token = newScopeToken();

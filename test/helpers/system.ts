@@ -74,9 +74,10 @@ export async function startSystem(
     REDIS_URL: redis.url,
     COMFYUI_URL: sim.url,
     QUEUE_NAME: `q-${randomBytes(4).toString('hex')}`,
-    STORAGE_URL: `file://${mkdtempSync(join(tmpdir(), 'cq-files-'))}`,
     ...envOverrides,
   };
+  // a folder of its own (removed by close) unless the test brings its storage
+  env.STORAGE_URL ??= `file://${mkdtempSync(join(tmpdir(), 'cq-files-'))}`;
   const config = loadConfig(env);
   const queue = createImageQueue(config);
   await queue.waitUntilReady();
