@@ -10,9 +10,6 @@
  *   beside the same figure for the plain instant workflow (one output, no input) in the
  *   same run, and against the figure docs/PERFORMANCE.md gave before media (p50 11 ms).
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { loadConfig } from '../src/config';
 import { jobKey } from '../src/queue';
 import { encodePng } from '../src/simulator/png';
@@ -41,9 +38,7 @@ export const media: Figure = async (ctx, scope) => {
   const n = ctx.quick ? 15 : 40;
   const backend = await startBackend(scope, { simulator: 'simulator-media' });
   const { redis, sim } = backend;
-  const files = mkdtempSync(join(tmpdir(), 'cq-bench-files-'));
-  scope.defer('media files', () => rmSync(files, { recursive: true, force: true }));
-  const env = backend.env('media', { STORAGE_URL: `file://${files}` });
+  const env = backend.env('media');
   const [api, worker] = await Promise.all([
     startApi(scope, 'api-media', env),
     startWorker(scope, 'media-worker', env),

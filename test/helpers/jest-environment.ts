@@ -3,7 +3,7 @@
  * the scope's token is in `process.env` before the file's code runs, so everything it
  * spawns carries it, and the teardown (after the file's own afterAll hooks, also when a
  * test failed or timed out) kills whatever is still running. A jest worker whose parent
- * died (jest SIGKILLed) would run its test file to the end: it exits at once instead, and
+ * died (jest killed) would run its test file to the end: it exits at once instead, and
  * its reaper, seeing the pipe close, kills the scope.
  * Each test file also has its own storage folder, the default STORAGE_URL of whatever it
  * spawns: an API's retention sweep removes the files of jobs its Redis does not know, so two
@@ -20,9 +20,9 @@ export default class ScopedEnvironment extends NodeEnvironment {
   private readonly files: string;
   /**
    * jest is gone: exit at once. The reaper sees its pipe close when this process ends and
-   * kills the scope then. Waiting for it here instead let the file's next test spawn an
-   * `npm start` after the reaper's last look, which outlived a SIGTERMed jest (seen once,
-   * under two CPU hogs).
+   * kills the scope then. Waiting for it here instead let the file's next test spawn
+   * processes after the reaper's last look, which outlived jest (3 of 8 SIGTERMs of jest
+   * left an `npm start` or a redis-server running).
    */
   private readonly onParentGone = () => {
     rmSync(this.files, { recursive: true, force: true });
